@@ -1,0 +1,77 @@
+"""The ASGI app: routers, Zoho-shaped errors for everything, store lifecycle."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+
+from crmwatch.api import ext, metadata, oauth, openapi, records
+from crmwatch.api.auth import Gate
+from crmwatch.api.http import error_response
+from crmwatch.api.state import AppState
+from crmwatch.config import Settings
+from crmwatch.domain.errors import (
+    InternalError,
+    InvalidRequestMethod,
+    InvalidUrlPattern,
+    ZohoError,
+)
+from crmwatch.store import tenants
+from crmwatch.store.base import StoreError
+
+log = logging.getLogger("crmwatch")
+
+
+async def _zoho_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ZohoError)
+    return error_response(exc)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    if exc.status_code == 405:
+        return error_response(InvalidRequestMethod())
+    if exc.status_code == 404:
+        return error_response(InvalidUrlPattern())
+    return error_response(ZohoError(str(exc.detail)))
+
+
+async def _store_error(request: Request, exc: Exception) -> Response:
+    log.error("%s %s: %s", request.method, request.url.path, exc)
+    return error_response(InternalError("the database could not complete the request"))
+
+
+async def _crash(request: Request, exc: Exception) -> Response:
+    log.exception("%s %s failed", request.method, request.url.path, exc_info=exc)
+    return error_response(InternalError())
+
+
+def create_app(settings: Settings, store: Any) -> Starlette:
+    """The app for `settings`, serving `store` (migrated on start-up)."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await store.migrate()
+        await store.start()
+        key = await store.write(tenants.ensure_token_key())
+        app.state.crm = AppState(settings, store, Gate(store, key,
+                                                       settings.token_cache_seconds))
+        try:
+            yield
+        finally:
+            await store.close()
+
+    routes = oauth.routes + ext.routes + openapi.routes + metadata.routes + records.routes
+    return Starlette(
+        routes=routes,
+        lifespan=lifespan,
+        exception_handlers={ZohoError: _zoho_error, HTTPException: _http_error,
+                            StoreError: _store_error, Exception: _crash},
+    )

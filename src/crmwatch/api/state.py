@@ -1,0 +1,40 @@
+"""What every route can reach: settings, the store, the gate (auth), the clock."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from starlette.requests import Request
+
+from crmwatch.api.auth import Gate
+from crmwatch.config import Settings
+from crmwatch.domain.errors import InvalidUrlPattern
+from crmwatch.domain.versions import ApiVersion, parse_version
+
+
+@dataclass
+class AppState:
+    settings: Settings
+    store: Any
+    gate: Gate
+
+    @property
+    def base_url(self) -> str:
+        return self.settings.public_base_url
+
+    @staticmethod
+    def now_ms() -> int:
+        return int(time.time() * 1000)
+
+
+def state(request: Request) -> AppState:
+    return request.app.state.crm  # type: ignore[no-any-return]
+
+
+def version(request: Request) -> ApiVersion:
+    v = parse_version(request.path_params.get("version", ""))
+    if v is None:
+        raise InvalidUrlPattern()
+    return v

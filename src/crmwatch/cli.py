@@ -1,0 +1,312 @@
+"""The `crmwatch` command: serve (default), org, client, schema, seed."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import time
+from collections.abc import Callable, Coroutine
+from typing import Any, TypeVar
+
+import click
+import orjson
+
+from crmwatch.config import Settings, env_name
+from crmwatch.store.base import Flow
+
+T = TypeVar("T")
+
+
+def _settings(**overrides: Any) -> Settings:
+    try:
+        return Settings.from_env(os.environ, **overrides)
+    except (ValueError, TypeError) as exc:
+        raise click.UsageError(str(exc)) from exc
+
+
+def _open(settings: Settings) -> Any:
+    from crmwatch.store import open_store
+
+    return open_store(settings.database_url)
+
+
+def _run(settings: Settings, work: Callable[[Any], Coroutine[Any, Any, T]]) -> T:
+    """Open the store, migrate, run `work(store)`, close; database errors end the command."""
+    from crmwatch.store.base import StoreError
+
+    async def main() -> T:
+        store = _open(settings)
+        if hasattr(store, "run_sequencer"):
+            store.run_sequencer = False
+        try:
+            await store.migrate()
+            await store.start()
+            return await work(store)
+        finally:
+            await store.close()
+
+    try:
+        return asyncio.run(main())
+    except (StoreError, OSError) as exc:
+        raise click.ClickException(f"database: {exc}") from exc
+
+
+def _write(settings: Settings, flow_factory: Callable[[], Flow[T]]) -> T:
+    async def work(store: Any) -> T:
+        return await store.write(flow_factory())  # type: ignore[no-any-return]
+    try:
+        return _run(settings, work)
+    except (LookupError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+database_option = click.option(
+    "--database", "database_url", default=None, metavar="URL",
+    help=f"Database URL [env: {env_name('database_url')}; default sqlite:///crmwatch.db].")
+
+
+@click.group(invoke_without_command=True)
+@click.version_option(package_name="crmwatch")
+@click.pass_context
+def main(ctx: click.Context) -> None:
+    """crmwatch: a self-hosted, Zoho CRM wire-compatible server. Without a command: serve."""
+    if ctx.invoked_subcommand is None:
+        ctx.invoke(serve)
+
+
+@main.command()
+@click.option("--host", default=None, help=f"Listen address [env: {env_name('host')}; "
+              "default 127.0.0.1].")
+@click.option("--port", type=int, default=None, help=f"Port [env: {env_name('port')}; "
+              "default 8000].")
+@database_option
+@click.option("--base-url", default=None, help=f"Public base URL [env: {env_name('base_url')}].")
+@click.option("--ssl-certfile", default=None, help=f"TLS certificate [env: "
+              f"{env_name('ssl_certfile')}].")
+@click.option("--ssl-keyfile", default=None, help=f"TLS key [env: {env_name('ssl_keyfile')}].")
+@click.option("--check", is_flag=True, help="Only check the database and exit 0 if healthy.")
+def serve(host: str | None = None, port: int | None = None, database_url: str | None = None,
+          base_url: str | None = None, ssl_certfile: str | None = None,
+          ssl_keyfile: str | None = None, check: bool = False) -> None:
+    """Run the API server (creates and migrates the database on first start)."""
+    settings = _settings(host=host, port=port, database_url=database_url, base_url=base_url,
+                         ssl_certfile=ssl_certfile, ssl_keyfile=ssl_keyfile)
+    if check:
+        from crmwatch.store import tenants
+
+        orgs = _run(settings, lambda s: s.read(tenants.list_orgs()))
+        click.echo(f"database ok: {len(orgs)} org(s)")
+        return
+    import uvicorn
+
+    from crmwatch.api.app import create_app
+
+    _ensure_first_org(settings)
+    app = create_app(settings, _open(settings))
+    base = settings.public_base_url
+    click.echo(f"crmwatch serving {base} (database {settings.database_url})")
+    click.echo(f"  token URL : {base}/oauth/v2/token")
+    click.echo(f"  API       : {base}/crm/v8/...   change feed: {base}/crmwatch/v1/changes")
+    click.echo("  credentials: crmwatch client create   (prints client_id, client_secret, "
+               "refresh_token)")
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level,
+                access_log=settings.access_log, ssl_certfile=settings.ssl_certfile or None,
+                ssl_keyfile=settings.ssl_keyfile or None, lifespan="on")
+
+
+def _ensure_first_org(settings: Settings) -> None:
+    """A fresh database gets one org, so that `client create` works at once."""
+    from crmwatch.catalog import standard_modules
+    from crmwatch.store import tenants
+
+    orgs = _run(settings, lambda s: s.read(tenants.list_orgs()))
+    if not orgs:
+        _write(settings, lambda: tenants.create_org("default", "UTC", standard_modules(),
+                                                    _now_ms()))
+        click.echo("created org 'default' (time zone UTC)")
+
+
+@main.group()
+def org() -> None:
+    """Tenants: each org has its own users, modules and records."""
+
+
+@org.command("create")
+@click.argument("name")
+@click.option("--timezone", default="UTC", show_default=True, help="IANA time zone.")
+@click.option("--email", default=None, help="The admin user's e-mail.")
+@database_option
+def org_create(name: str, timezone: str, email: str | None, database_url: str | None) -> None:
+    """Create an org with Zoho's standard modules."""
+    from crmwatch.catalog import standard_modules
+    from crmwatch.domain import clock
+    from crmwatch.store import tenants
+
+    try:
+        clock.zone(timezone)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--timezone") from exc
+    settings = _settings(database_url=database_url)
+    created = _write(settings, lambda: tenants.create_org(name, timezone, standard_modules(),
+                                                          _now_ms(), email))
+    click.echo(f"org {created.name}: id {created.id}, time zone {created.timezone}")
+
+
+@org.command("list")
+@database_option
+def org_list(database_url: str | None) -> None:
+    """List the orgs."""
+    from crmwatch.store import tenants
+
+    for o in _run(_settings(database_url=database_url), lambda s: s.read(tenants.list_orgs())):
+        click.echo(f"{o.id}  {o.name}  {o.timezone}")
+
+
+@main.group()
+def client() -> None:
+    """OAuth clients (Zoho self clients) and grant codes."""
+
+
+@client.command("create")
+@click.option("--org", "org_name", default=None, help="Org name (needed when there are several).")
+@click.option("--scopes", default=None, help="Comma-separated scopes; default: all.")
+@click.option("--name", default="self client", show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@database_option
+def client_create(org_name: str | None, scopes: str | None, name: str, as_json: bool,
+                  database_url: str | None) -> None:
+    """Create a self client: prints client_id, client_secret and refresh_token."""
+    from crmwatch.catalog import standard_modules
+    from crmwatch.domain import scopes as sc
+    from crmwatch.store import tenants
+
+    try:
+        parsed = sc.parse_scopes(scopes or ",".join(sc.DEFAULT_SCOPES))
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--scopes") from exc
+    settings = _settings(database_url=database_url)
+
+    def flow() -> Flow[tenants.Credentials]:
+        orgs = yield from tenants.list_orgs()
+        if not orgs and org_name is None:
+            yield from tenants.create_org("default", "UTC", standard_modules(), _now_ms())
+        found = yield from tenants.find_org(org_name)
+        return (yield from tenants.create_client(found, sc.render(parsed), name, _now_ms()))
+
+    creds = _write(settings, flow)
+    out = {"client_id": creds.client_id, "client_secret": creds.client_secret,
+           "refresh_token": creds.refresh_token, "org_id": str(creds.org.id),
+           "org": creds.org.name, "user_email": creds.user.email, "scopes": creds.scopes,
+           "token_url": settings.public_base_url + "/oauth/v2/token",
+           "api_domain": settings.public_base_url}
+    if as_json:
+        click.echo(orjson.dumps(out).decode())
+    else:
+        for k, v in out.items():
+            click.echo(f"{k:14} {v}")
+
+
+@client.command("grant")
+@click.argument("client_id")
+@click.option("--scopes", default=None, help="Scopes of the grant; default: the client's.")
+@database_option
+def client_grant(client_id: str, scopes: str | None, database_url: str | None) -> None:
+    """Mint a one-time grant code (valid 10 minutes) for the authorization_code flow."""
+    from crmwatch.domain import scopes as sc
+    from crmwatch.store import tenants
+
+    rendered = sc.render(sc.parse_scopes(scopes)) if scopes else None
+    code = _write(_settings(database_url=database_url),
+                  lambda: tenants.create_grant(client_id, rendered, _now_ms()))
+    click.echo(code)
+
+
+@main.group()
+def schema() -> None:
+    """Custom modules, fields and subforms."""
+
+
+@schema.command("apply")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False))
+@click.option("--org", "org_name", default=None)
+@database_option
+def schema_apply(path: str, org_name: str | None, database_url: str | None) -> None:
+    """Add or change modules and fields from a YAML or JSON schema file (docs/schema.md)."""
+    from crmwatch.catalog import read_document
+    from crmwatch.domain.modules import SchemaError, check_references, load_modules, merge_modules
+    from crmwatch.store import tenants
+
+    try:
+        new = load_modules(read_document(path), custom=True)
+    except (SchemaError, OSError, ValueError) as exc:
+        raise click.ClickException(f"{path}: {exc}") from exc
+
+    def flow() -> Flow[list[str]]:
+        found = yield from tenants.find_org(org_name)
+        current, _ = yield from tenants.load_catalog(found.id)
+        merged = merge_modules(current, new)
+        check_references(merged)
+        saved = yield from tenants.save_catalog(found, merged, _now_ms())
+        return [m.api_name for m in saved]
+
+    try:
+        names = _write(_settings(database_url=database_url), flow)
+    except SchemaError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"applied {path}: {len(names)} modules")
+
+
+@main.command()
+@click.option("--module", "module_name", required=True)
+@click.option("--count", type=click.IntRange(1, 10_000_000), default=100, show_default=True)
+@click.option("--org", "org_name", default=None)
+@click.option("--seed", "random_seed", type=int, default=None, help="Seed for repeatable data.")
+@database_option
+def seed(module_name: str, count: int, org_name: str | None, random_seed: int | None,
+         database_url: str | None) -> None:
+    """Fill a module with realistic fake records (journal events included)."""
+    from crmwatch import seed as seeding
+    from crmwatch.domain import records as rec
+    from crmwatch.store import records as store_records
+    from crmwatch.store import tenants
+
+    settings = _settings(database_url=database_url)
+
+    async def work(store: Any) -> int:
+        found = await store.read(tenants.find_org(org_name))
+        modules, _ = await store.read(tenants.load_catalog(found.id))
+        by_name = {m.api_name: m for m in modules}
+        module = by_name.get(module_name)
+        if module is None or module.is_subform:
+            raise click.BadParameter(f"no module {module_name!r}", param_hint="--module")
+        users = await store.read(tenants.list_users(found.id))
+        written = 0
+        gen = seeding.records(module, count, random_seed)
+        with click.progressbar(length=count, label=f"seeding {module_name}",
+                               file=sys.stderr) as bar:
+            while written < count:
+                chunk = [next(gen) for _ in range(min(100, count - written))]
+                items: list[Any] = [rec.parse_input(module, raw, i, creating=True,
+                                                    modules=by_name)
+                                    for i, raw in enumerate(chunk)]
+                ctx = store_records.Ctx(found, users[0], {u.id: u for u in users}, by_name,
+                                        _now_ms(), store_records.new_batch())
+                results = await store.write(store_records.write_records(
+                    ctx, module, "insert", items))
+                bad = [r for r in results if r["status"] != "success"]
+                if bad:
+                    raise click.ClickException(f"seeding failed: {bad[0]}")
+                written += len(chunk)
+                bar.update(len(chunk))
+        return written
+
+    try:
+        n = _run(settings, work)
+    except LookupError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"seeded {n} {module_name}")
