@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from typing import Any
+
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -11,13 +14,26 @@ from crmwatch.api.http import json_response
 from crmwatch.api.state import state, version
 from crmwatch.domain import clock
 from crmwatch.domain.errors import InvalidModule, InvalidUrlPattern, RequiredParamMissing
-from crmwatch.domain.modules import Module, field_json, module_json
+from crmwatch.domain.modules import Field, Module, field_json, module_json
 from crmwatch.store.tenants import User
 
 
 async def _caller(request: Request) -> Caller:
     version(request)
     return await state(request).gate.caller(request)
+
+
+def _fields_json(request: Request, caller: Caller, fields: Iterable[Field],
+                 listing: bool = True) -> list[dict[str, Any]]:
+    """Field metadata in the shapes of the request's API version.
+
+    On v2 a field list leaves out the `id` (Record Id, bigint) field: the v2 SDK types a
+    module's values by this list and maps bigint to str, so listing `id` would make it refuse
+    the int that `Record.set_id` takes (in lookups and updates) and parse lookup ids as str.
+    """
+    legacy = version(request).number < 2.1
+    return [field_json(f, caller.tenant.modules, legacy_v2=legacy) for f in fields
+            if not (legacy and listing and f.api_name == "id")]
 
 
 def _user_json(u: User, tz: str) -> dict[str, object]:
@@ -92,7 +108,7 @@ async def module(request: Request) -> Response:
     m = _module_or_error(caller, request.path_params["module"])
     tz = clock.zone(caller.tenant.org.timezone)
     entry = module_json(m, clock.format_ms(caller.tenant.stamp, tz))
-    entry["fields"] = [field_json(f, caller.tenant.modules) for f in m.fields]
+    entry["fields"] = _fields_json(request, caller, m.fields)
     return json_response({"modules": [entry]})
 
 
@@ -103,7 +119,7 @@ async def fields(request: Request) -> Response:
     if not name:
         raise RequiredParamMissing(param_name="module")
     m = _module_or_error(caller, name)
-    return json_response({"fields": [field_json(f, caller.tenant.modules) for f in m.fields]})
+    return json_response({"fields": _fields_json(request, caller, m.fields)})
 
 
 async def field(request: Request) -> Response:
@@ -116,7 +132,7 @@ async def field(request: Request) -> Response:
     fid = request.path_params["field_id"]
     for f in m.fields:
         if str(f.id) == fid or f.api_name == fid:
-            return json_response({"fields": [field_json(f, caller.tenant.modules)]})
+            return json_response({"fields": _fields_json(request, caller, [f], listing=False)})
     raise InvalidUrlPattern()
 
 

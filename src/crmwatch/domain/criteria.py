@@ -62,16 +62,37 @@ __all__ = [
 
 # -- AST ----------------------------------------------------------------------------------------
 
-OPERATORS: Final = frozenset({
-    "equals", "not_equal", "starts_with", "ends_with", "contains", "not_contains", "in",
-    "not_in", "greater_than", "greater_equal", "less_than", "less_equal", "between",
-    "not_between", "is_empty", "is_not_empty",
-})
+OPERATORS: Final = frozenset(
+    [
+        "equals",
+        "not_equal",
+        "starts_with",
+        "ends_with",
+        "contains",
+        "not_contains",
+        "in",
+        "not_in",
+        "greater_than",
+        "greater_equal",
+        "less_than",
+        "less_equal",
+        "between",
+        "not_between",
+        "is_empty",
+        "is_not_empty",
+    ]
+)
 
 
 @dataclass(frozen=True, slots=True)
 class Condition:
-    """`field op values`; `values` are in normalised form (see the parsers).
+    """`field op values`, values in normalised form.
+
+    Normalised values: text-like and multi-select values as given (str); integer, bigint and
+    `id` as int; double, currency and percent as float; boolean as bool; date as
+    `YYYY-MM-DD`; datetime (also `Created_Time` / `Modified_Time`) as UTC text
+    `YYYY-MM-DDTHH:MM:SS+00:00`; lookups as the related id in digits (str). `between` takes
+    two values, `in` one or more, is_empty / is_not_empty none, every other operator one.
 
     `data_type` is the field's type when the condition came from a parser; `evaluate` uses it
     (`compile_sql` always takes types from its `fields` argument).
@@ -109,8 +130,13 @@ class CriteriaError(ZohoError):
 
     status_code = 400
 
-    def __init__(self, message: str, details: Mapping[str, object] | None = None, *,
-                 code: str = "INVALID_QUERY") -> None:
+    def __init__(
+        self,
+        message: str,
+        details: Mapping[str, object] | None = None,
+        *,
+        code: str = "INVALID_QUERY",
+    ) -> None:
         super().__init__(message, **dict(details or {}))
         self.code = code
         self.message = message
@@ -119,8 +145,9 @@ class CriteriaError(ZohoError):
 
 # -- field types --------------------------------------------------------------------------------
 
-TEXT_TYPES: Final = frozenset({"text", "textarea", "email", "phone", "website", "picklist",
-                               "autonumber"})
+TEXT_TYPES: Final = frozenset(
+    {"text", "textarea", "email", "phone", "website", "picklist", "autonumber"}
+)
 MULTI_TYPES: Final = frozenset({"multiselectpicklist"})
 INT_TYPES: Final = frozenset({"integer", "bigint"})
 FLOAT_TYPES: Final = frozenset({"double", "currency", "percent", "decimal"})
@@ -130,16 +157,31 @@ DATETIME_TYPES: Final = frozenset({"datetime"})
 LOOKUP_TYPES: Final = frozenset({"lookup", "ownerlookup", "userlookup"})
 
 SYSTEM_COLUMNS: Final[Mapping[str, str]] = {
-    "id": "id", "Created_Time": "created_time", "Modified_Time": "modified_time"}
+    "id": "id",
+    "Created_Time": "created_time",
+    "Modified_Time": "modified_time",
+}
 """Fields kept in columns of `records` rather than in its `data` JSON."""
 EPOCH_FIELDS: Final = frozenset({"Created_Time", "Modified_Time"})
 
 _CMP: Final = frozenset({"greater_than", "greater_equal", "less_than", "less_equal"})
-_ORDERED_OPS: Final = frozenset({"equals", "not_equal", "in", "not_in", "between",
-                                 "not_between", "is_empty", "is_not_empty"}) | _CMP
-_TEXT_OPS: Final = frozenset({"equals", "not_equal", "in", "not_in", "starts_with",
-                              "ends_with", "contains", "not_contains", "is_empty",
-                              "is_not_empty"})
+_ORDERED_OPS: Final = _CMP | frozenset(
+    ["equals", "not_equal", "in", "not_in", "between", "not_between", "is_empty", "is_not_empty"]
+)
+_TEXT_OPS: Final = frozenset(
+    [
+        "equals",
+        "not_equal",
+        "in",
+        "not_in",
+        "starts_with",
+        "ends_with",
+        "contains",
+        "not_contains",
+        "is_empty",
+        "is_not_empty",
+    ]
+)
 EVAL_OPS: Final[Mapping[str, frozenset[str]]] = {
     "text": _TEXT_OPS,
     "multi": _TEXT_OPS,
@@ -152,8 +194,12 @@ EVAL_OPS: Final[Mapping[str, frozenset[str]]] = {
 """Operators `evaluate` and `compile_sql` accept, per category of field."""
 
 _NEGATIONS: Final[Mapping[str, str]] = {
-    "not_equal": "equals", "not_in": "in", "not_contains": "contains",
-    "not_between": "between", "is_not_empty": "is_empty"}
+    "not_equal": "equals",
+    "not_in": "in",
+    "not_contains": "contains",
+    "not_between": "between",
+    "is_not_empty": "is_empty",
+}
 
 
 def _category(name: str, data_type: str) -> str | None:
@@ -176,8 +222,18 @@ def _category(name: str, data_type: str) -> str | None:
 
 # Search Records: operators per field type (v7/v8 "search-records" docs, zoho/crm-oas v8.0
 # module_search.yaml `criteria` parameter).
-_S_NUM: Final = frozenset({"equals", "not_equal", "greater_equal", "greater_than", "less_equal",
-                           "less_than", "between", "in"})
+_S_NUM: Final = frozenset(
+    [
+        "equals",
+        "not_equal",
+        "greater_equal",
+        "greater_than",
+        "less_equal",
+        "less_than",
+        "between",
+        "in",
+    ]
+)
 SEARCH_OPS: Final[Mapping[str, frozenset[str]]] = {
     **{t: _S_NUM for t in (DATE_TYPES | DATETIME_TYPES | INT_TYPES | FLOAT_TYPES)},
     "boolean": frozenset({"equals", "not_equal"}),
@@ -185,8 +241,10 @@ SEARCH_OPS: Final[Mapping[str, frozenset[str]]] = {
     **{t: frozenset({"equals", "not_equal", "in"}) for t in LOOKUP_TYPES},
     "picklist": frozenset({"equals", "not_equal", "in"}),
     "autonumber": frozenset({"equals", "not_equal", "in"}),
-    **{t: frozenset({"equals", "not_equal", "starts_with", "in"})
-       for t in ("text", "email", "phone", "website")},
+    **{
+        t: frozenset({"equals", "not_equal", "starts_with", "in"})
+        for t in ("text", "email", "phone", "website")
+    },
     "multiselectpicklist": frozenset({"equals", "not_equal", "in", "starts_with"}),
 }
 _SEARCH_VOCAB: Final = frozenset().union(*SEARCH_OPS.values())
@@ -196,17 +254,54 @@ MAX_SEARCH_DEPTH: Final = 32
 
 # Bulk Read: comparators per field type (v7 bulk-read/create-job.html "Allowed Comparators").
 BULK_COMPARATORS: Final[Mapping[str, str]] = {
-    "equal": "equals", "not_equal": "not_equal", "in": "in", "not_in": "not_in",
-    "less_than": "less_than", "less_equal": "less_equal", "greater_than": "greater_than",
-    "greater_equal": "greater_equal", "contains": "contains", "not_contains": "not_contains",
-    "starts_with": "starts_with", "ends_with": "ends_with", "between": "between",
-    "not_between": "not_between"}
-_B_NUM: Final = ("equal", "not_equal", "in", "not_in", "less_than", "less_equal",
-                 "greater_than", "greater_equal")
-_B_TEXT: Final = ("equal", "not_equal", "in", "not_in", "contains", "not_contains",
-                  "starts_with", "ends_with")
-_B_TIME: Final = ("equal", "not_equal", "in", "not_in", "between", "not_between",
-                  "greater_than", "greater_equal", "less_than", "less_equal")
+    name: "equals" if name == "equal" else name
+    for name in [
+        "equal",
+        "not_equal",
+        "in",
+        "not_in",
+        "less_than",
+        "less_equal",
+        "greater_than",
+        "greater_equal",
+        "contains",
+        "not_contains",
+        "starts_with",
+        "ends_with",
+        "between",
+        "not_between",
+    ]
+}
+"""Bulk Read comparator (wire name) -> AST operator."""
+_B_NUM: Final = tuple(
+    [
+        "equal",
+        "not_equal",
+        "in",
+        "not_in",
+        "less_than",
+        "less_equal",
+        "greater_than",
+        "greater_equal",
+    ]
+)
+_B_TEXT: Final = tuple(
+    ["equal", "not_equal", "in", "not_in", "contains", "not_contains", "starts_with", "ends_with"]
+)
+_B_TIME: Final = tuple(
+    [
+        "equal",
+        "not_equal",
+        "in",
+        "not_in",
+        "between",
+        "not_between",
+        "greater_than",
+        "greater_equal",
+        "less_than",
+        "less_equal",
+    ]
+)
 BULK_OPS: Final[Mapping[str, tuple[str, ...]]] = {
     **{t: _B_NUM for t in INT_TYPES | FLOAT_TYPES},
     **{t: _B_TEXT for t in TEXT_TYPES | MULTI_TYPES},
@@ -244,7 +339,7 @@ def _to_int(raw: object) -> int:
         value = raw
     elif isinstance(raw, float) and raw.is_integer():
         value = int(raw)
-    elif isinstance(raw, str) and _INT.fullmatch(raw.strip()):
+    elif isinstance(raw, str) and len(raw.strip()) <= 21 and _INT.fullmatch(raw.strip()):
         value = int(raw.strip())
     else:
         raise _BadValue
@@ -256,9 +351,11 @@ def _to_int(raw: object) -> int:
 def _to_float(raw: object) -> float:
     if isinstance(raw, bool):
         raise _BadValue
+    if isinstance(raw, int) and not -_INT64 <= raw < _INT64:
+        raise _BadValue
     if isinstance(raw, int | float):
         text = repr(raw)
-    elif isinstance(raw, str) and _NUMBER.fullmatch(raw.strip()):
+    elif isinstance(raw, str) and len(raw) <= 400 and _NUMBER.fullmatch(raw.strip()):
         text = raw.strip()
     else:
         raise _BadValue
@@ -303,6 +400,8 @@ def _to_date(raw: object) -> str:
 
 def _to_lookup(raw: object) -> str:
     if isinstance(raw, int) and not isinstance(raw, bool):
+        if not 0 < raw < _INT64:
+            raise _BadValue
         raw = str(raw)
     if not isinstance(raw, str) or not clock.is_record_id(raw.strip()):
         raise _BadValue
@@ -319,6 +418,8 @@ def _to_bool(raw: object) -> bool:
 
 def _to_text(raw: object, *, bulk: bool) -> str:
     if bulk and isinstance(raw, int) and not isinstance(raw, bool):
+        if not -_INT64 <= raw < _INT64:
+            raise _BadValue
         raw = str(raw)
     if not isinstance(raw, str) or raw == "":
         raise _BadValue
@@ -352,16 +453,25 @@ _JOIN: Final = re.compile(r"(?i)(and|or)(?=[\s(])")
 _ESCAPABLE: Final = "(),\\"
 
 
-def parse_search(text: str, fields: Mapping[str, str], *,
-                 max_conditions: int = MAX_SEARCH_CONDITIONS,
-                 max_values: int = MAX_SEARCH_VALUES) -> Node:
+def parse_search(
+    text: str,
+    fields: Mapping[str, str],
+    *,
+    max_conditions: int = MAX_SEARCH_CONDITIONS,
+    max_values: int = MAX_SEARCH_VALUES,
+) -> Node:
     """Parse the `criteria` parameter of Search Records (already URL-decoded).
 
     Grammar: `expr := term (("and"|"or") term)*`, `term := "(" (expr | condition) ")"`,
     `condition := api_name ":" operator ":" value`; a bare condition without parentheses is
     accepted on its own. `and` binds tighter than `or`; keywords are case-insensitive. In a
     value, `\\(`, `\\)`, `\\,` and `\\\\` stand for the character itself; `in` and `between`
-    take comma-separated values. Raises CriteriaError.
+    take comma-separated values. Raises CriteriaError: code INVALID_QUERY (details `reason`,
+    plus `api_name`, `operator`, `expected_data_type`, `value` where they apply) or
+    CRITERIA_LIMIT_EXCEEDED (more than `max_conditions` conditions).
+
+    Zoho documents that `equals` on text "behaves like contains" (a word match in its search
+    index); here `equals` is an exact, case-insensitive comparison.
     """
     return _SearchParser(text, fields, max_conditions, max_values).parse()
 
@@ -371,8 +481,9 @@ def _syntax(reason: str) -> CriteriaError:
 
 
 class _SearchParser:
-    def __init__(self, text: str, fields: Mapping[str, str], max_conditions: int,
-                 max_values: int) -> None:
+    def __init__(
+        self, text: str, fields: Mapping[str, str], max_conditions: int, max_values: int
+    ) -> None:
         self.s = text if isinstance(text, str) else ""
         self.n = len(self.s)
         self.i = 0
@@ -434,7 +545,7 @@ class _SearchParser:
         if self.i >= self.n or self.s[self.i] != ":":
             raise _syntax(f"expected {what} followed by : at position {start}")
         self.i += 1
-        return self.s[start:self.i - 1].strip()
+        return self.s[start : self.i - 1].strip()
 
     def condition(self, *, bare: bool) -> Condition:
         field = self.segment("a field API name")
@@ -466,22 +577,29 @@ class _SearchParser:
         if self.count > self.max_conditions:
             raise CriteriaError(
                 f"no of criterium that can be given exceed the limit {self.max_conditions}",
-                {}, code="CRITERIA_LIMIT_EXCEEDED")
+                {},
+                code="CRITERIA_LIMIT_EXCEEDED",
+            )
         data_type = self.fields.get(field) if _NAME.fullmatch(field) else None
         allowed = SEARCH_OPS.get(data_type or "")
         if data_type is None or allowed is None or _category(field, data_type) is None:
             reason = "the field is not available for search"
             raise CriteriaError(reason, {"reason": reason, "api_name": field})
         if op not in allowed:
-            reason = ("The operator is not valid for the field type" if op in _SEARCH_VOCAB
-                      else "invalid operator found")
-            raise CriteriaError("invalid operator found",
-                                {"operator": op, "reason": reason, "api_name": field})
+            reason = (
+                "The operator is not valid for the field type"
+                if op in _SEARCH_VOCAB
+                else "invalid operator found"
+            )
+            raise CriteriaError(
+                "invalid operator found", {"operator": op, "reason": reason, "api_name": field}
+            )
         pieces = _split(chars) if op in ("in", "between") else [chars]
         raws = ["".join(c for c, _ in piece).strip() for piece in pieces]
         if op == "in" and len(raws) > self.max_values:
-            raise CriteriaError(f'Only {self.max_values} values are allowed in "IN" criteria',
-                                {"api_name": field})
+            raise CriteriaError(
+                f'Only {self.max_values} values are allowed in "IN" criteria', {"api_name": field}
+            )
         values: list[object] = []
         for raw in raws:
             try:
@@ -489,9 +607,15 @@ class _SearchParser:
                     raise _BadValue
                 values.append(_convert(data_type, raw, bulk=False))
             except _BadValue:
-                raise CriteriaError("invalid query formed", {
-                    "expected_data_type": data_type, "reason": "invalid value for search",
-                    "api_name": field, "value": raw}) from None
+                raise CriteriaError(
+                    "invalid query formed",
+                    {
+                        "expected_data_type": data_type,
+                        "reason": "invalid value for search",
+                        "api_name": field,
+                        "value": _echo(raw),
+                    },
+                ) from None
         return Condition(field, op, tuple(values), data_type)
 
 
@@ -522,10 +646,14 @@ _GROUP_KEYS: Final = frozenset({"group", "group_operator"})
 _LEAF_KEYS: Final = frozenset({"field", "api_name", "comparator", "value"})
 
 
-def parse_bulk(obj: object, fields: Mapping[str, str], *,
-               max_conditions: int = MAX_BULK_CONDITIONS,
-               max_values: int = MAX_BULK_VALUES,
-               path: str = "$.query.criteria") -> Node:
+def parse_bulk(
+    obj: object,
+    fields: Mapping[str, str],
+    *,
+    max_conditions: int = MAX_BULK_CONDITIONS,
+    max_values: int = MAX_BULK_VALUES,
+    path: str = "$.query.criteria",
+) -> Node:
     """Parse the `query.criteria` object of a Bulk Read job. Raises CriteriaError.
 
     Leaves are `{"field": {"api_name": F}, "comparator": C, "value": V}` (or the older
@@ -538,8 +666,7 @@ def parse_bulk(obj: object, fields: Mapping[str, str], *,
 
 
 class _BulkParser:
-    def __init__(self, fields: Mapping[str, str], max_conditions: int,
-                 max_values: int) -> None:
+    def __init__(self, fields: Mapping[str, str], max_conditions: int, max_values: int) -> None:
         self.fields = fields
         self.max_conditions = max_conditions
         self.max_values = max_values
@@ -547,38 +674,50 @@ class _BulkParser:
 
     def node(self, obj: object, path: str) -> Node:
         if not isinstance(obj, Mapping):
-            raise CriteriaError(f"Invalid criteria {path} for the query.",
-                                {"json_path": path}, code="INVALID_CRITERIA")
+            raise CriteriaError(
+                f"Invalid criteria {path} for the query.",
+                {"json_path": path},
+                code="INVALID_CRITERIA",
+            )
         keys = set(obj)
         if keys & _GROUP_KEYS and keys & _LEAF_KEYS:
             raise CriteriaError(
                 f"Ambiguous criteria {path}. Criteria can have either {{group, group_operator}}"
-                " or {api_name, comparator, value}.", {"json_path": path},
-                code="AMBIGUOUS_CRITERIA")
+                " or {api_name, comparator, value}.",
+                {"json_path": path},
+                code="AMBIGUOUS_CRITERIA",
+            )
         if keys & _GROUP_KEYS:
             return self.group(obj, path)
         if keys & _LEAF_KEYS:
             return self.leaf(obj, path)
-        raise CriteriaError(f"Invalid criteria {path} for the query.", {"json_path": path},
-                            code="INVALID_CRITERIA")
+        raise CriteriaError(
+            f"Invalid criteria {path} for the query.", {"json_path": path}, code="INVALID_CRITERIA"
+        )
 
     def group(self, obj: Mapping[object, object], path: str) -> Node:
         items = obj.get("group")
         op = obj.get("group_operator")
         if not isinstance(items, list):
-            raise CriteriaError(f"Invalid criteria {path} for the query.",
-                                {"json_path": f"{path}.group"}, code="INVALID_CRITERIA")
+            raise CriteriaError(
+                f"Invalid criteria {path} for the query.",
+                {"json_path": f"{path}.group"},
+                code="INVALID_CRITERIA",
+            )
         if op is None or len(items) < 2:
             raise CriteriaError(
                 f"Ambiguous group in criteria {path}. Group should be used only when there are"
-                " more than one criteria", {"json_path": path},
-                code="AMBIGUOUS_GROUP_IN_CRITERIA")
+                " more than one criteria",
+                {"json_path": path},
+                code="AMBIGUOUS_GROUP_IN_CRITERIA",
+            )
         if not isinstance(op, str) or op.lower() not in ("and", "or"):
             raise CriteriaError(
                 f"Criteria {path} doesn't support this logical group operator '{op}'. Supported"
                 " operators are 'and', 'or'.",
                 {"supported": ["and", "or"], "json_path": f"{path}.group_operator"},
-                code="GROUP_OPERATOR_NOT_SUPPORTED")
+                code="GROUP_OPERATOR_NOT_SUPPORTED",
+            )
         children = tuple(self.node(item, f"{path}.group[{k}]") for k, item in enumerate(items))
         return Group("and" if op.lower() == "and" else "or", children)
 
@@ -588,52 +727,78 @@ class _BulkParser:
         comparator = obj.get("comparator")
         kind = obj.get("type", "value")
         if not isinstance(name, str) or not isinstance(comparator, str) or "value" not in obj:
-            raise CriteriaError(f"Invalid criteria {path} for the query.", {"json_path": path},
-                                code="INVALID_CRITERIA")
+            raise CriteriaError(
+                f"Invalid criteria {path} for the query.",
+                {"json_path": path},
+                code="INVALID_CRITERIA",
+            )
         if kind != "value":
             raise CriteriaError(
                 f"Invalid criteria for the query. Criteria {path} is not supported.",
-                {"api_name": name, "json_path": f"{path}.type"}, code="CRITERIA_NOT_SUPPORTED")
+                {"api_name": name, "json_path": f"{path}.type"},
+                code="CRITERIA_NOT_SUPPORTED",
+            )
         self.count += 1
         if self.count > self.max_conditions:
             raise CriteriaError(
                 f"Number of criteria exceeded the maximum limit of {self.max_conditions}",
-                {"max_limit": self.max_conditions}, code="CRITERIA_LIMIT_EXCEEDED")
+                {"max_limit": self.max_conditions},
+                code="CRITERIA_LIMIT_EXCEEDED",
+            )
         data_type = self.fields.get(name) if _NAME.fullmatch(name) else None
         if data_type is None and "." not in name:
             raise CriteriaError(
                 f"Field api name '{name}' is not available for criteria {path}. Check"
                 " visibility and permission for the field",
-                {"api_name": name, "json_path": path}, code="FIELD_IN_CRITERIA_NOT_AVAILABLE")
+                {"api_name": name, "json_path": path},
+                code="FIELD_IN_CRITERIA_NOT_AVAILABLE",
+            )
         allowed = BULK_OPS.get(data_type or "")
         if data_type is None or allowed is None or _category(name, data_type) is None:
-            raise CriteriaError(f"Field api name '{name}' for criteria {path} is not supported.",
-                                {"api_name": name, "json_path": path},
-                                code="FIELD_IN_CRITERIA_NOT_SUPPORTED")
+            raise CriteriaError(
+                f"Field api name '{name}' for criteria {path} is not supported.",
+                {"api_name": name, "json_path": path},
+                code="FIELD_IN_CRITERIA_NOT_SUPPORTED",
+            )
         if comparator not in allowed:
             raise CriteriaError(
                 f"Field api name '{name}' doesn't support this comparator '{comparator}' for"
-                f" criteria {path}.", {"api_name": name, "comparator": comparator,
-                                       "supported": list(allowed),
-                                       "json_path": f"{path}.comparator"},
-                code="FIELD_COMPARATOR_IN_CRITERIA_NOT_SUPPORTED")
+                f" criteria {path}.",
+                {
+                    "api_name": name,
+                    "comparator": comparator,
+                    "supported": list(allowed),
+                    "json_path": f"{path}.comparator",
+                },
+                code="FIELD_COMPARATOR_IN_CRITERIA_NOT_SUPPORTED",
+            )
         op = BULK_COMPARATORS[comparator]
         return self.values(name, data_type, comparator, op, obj["value"], path)
 
-    def values(self, name: str, data_type: str, comparator: str, op: str, raw: object,
-               path: str) -> Condition:
-        details: dict[str, object] = {"api_name": name, "comparator": comparator,
-                                      "value": raw, "json_path": f"{path}.value"}
+    def values(
+        self, name: str, data_type: str, comparator: str, op: str, raw: object, path: str
+    ) -> Condition:
+        details: dict[str, object] = {
+            "api_name": name,
+            "comparator": comparator,
+            "value": _echo(raw),
+            "json_path": f"{path}.value",
+        }
 
         def incompatible() -> CriteriaError:
             return CriteriaError(
                 f"Comparator '{comparator}' is not supported with value '{_show(raw)}' for"
-                f" criteria {path}.", details,
-                code="COMPARATOR_AND_VALUE_IN_CRITERIA_NOT_COMPATIBLE")
+                f" criteria {path}.",
+                details,
+                code="COMPARATOR_AND_VALUE_IN_CRITERIA_NOT_COMPATIBLE",
+            )
 
         if raw is None:
-            raise CriteriaError(f"Value '{_show(raw)}' is not supported for criteria {path}.",
-                                details, code="VALUE_IN_CRITERIA_NOT_SUPPORTED")
+            raise CriteriaError(
+                f"Value '{_show(raw)}' is not supported for criteria {path}.",
+                details,
+                code="VALUE_IN_CRITERIA_NOT_SUPPORTED",
+            )
         if raw == EMPTY_VALUE and data_type not in BOOL_TYPES:
             if op == "equals":
                 return Condition(name, "is_empty", (), data_type)
@@ -646,10 +811,11 @@ class _BulkParser:
             if op in ("between", "not_between") and len(raw) != 2:
                 raise incompatible()
             if len(raw) > self.max_values:
-                raise CriteriaError(f"Value exceeded limit {self.max_values}",
-                                    {"max_limit": self.max_values, "api_name": name,
-                                     "json_path": f"{path}.value"},
-                                    code="VALUE_LIMIT_EXCEEDED_IN_CRITERIA")
+                raise CriteriaError(
+                    f"Value exceeded limit {self.max_values}",
+                    {"max_limit": self.max_values, "api_name": name, "json_path": f"{path}.value"},
+                    code="VALUE_LIMIT_EXCEEDED_IN_CRITERIA",
+                )
             items: list[object] = list(raw)
         elif isinstance(raw, list | Mapping):
             raise incompatible()
@@ -664,17 +830,35 @@ class _BulkParser:
             except _BadValue:
                 raise CriteriaError(
                     f"Field '{name}' is not supported with value '{_show(item)}' for criteria"
-                    f" {path}.", details,
-                    code="FIELD_AND_VALUE_IN_CRITERIA_NOT_COMPATIBLE") from None
+                    f" {path}.",
+                    details,
+                    code="FIELD_AND_VALUE_IN_CRITERIA_NOT_COMPATIBLE",
+                ) from None
         return Condition(name, op, tuple(out), data_type)
 
 
 def _show(value: object) -> str:
+    """A value for a message: compact JSON, at most 100 characters."""
     try:
         text = value if isinstance(value, str) else json.dumps(value, default=str)
-    except ValueError:
-        text = repr(value)
+    except (ValueError, TypeError, RecursionError):
+        text = "<unprintable>"
     return text if len(text) <= 100 else text[:97] + "..."
+
+
+def _echo(value: object, depth: int = 0) -> object:
+    """A criteria value as given, made safe to echo in error details (JSON, 64-bit ints)."""
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        return value if len(value) <= 1000 else value[:1000]
+    if isinstance(value, int):
+        return value if -_INT64 <= value < _INT64 else _show(value)
+    if isinstance(value, float):
+        return value if value - value == 0 else _show(value)
+    if isinstance(value, list) and depth == 0:
+        return [_echo(item, 1) for item in value[:MAX_BULK_VALUES]]
+    return _show(value)
 
 
 # -- shared by evaluate and compile_sql ---------------------------------------------------------
@@ -688,8 +872,9 @@ def _fold(text: str) -> str:
 
 
 def _bad_node(cond: Condition, reason: str) -> CriteriaError:
-    return CriteriaError("invalid query formed",
-                         {"reason": reason, "api_name": cond.field, "operator": cond.op})
+    return CriteriaError(
+        "invalid query formed", {"reason": reason, "api_name": cond.field, "operator": cond.op}
+    )
 
 
 def _arity_ok(op: str, count: int) -> bool:
@@ -757,8 +942,9 @@ def _split_op(op: str) -> tuple[str, bool]:
 # -- evaluate -----------------------------------------------------------------------------------
 
 
-def evaluate(node: Node, record: Mapping[str, object],
-             fields: Mapping[str, str] | None = None) -> bool:
+def evaluate(
+    node: Node, record: Mapping[str, object], fields: Mapping[str, str] | None = None
+) -> bool:
     """Whether a record in stored form satisfies the criteria.
 
     `record` maps `id` (int), `Created_Time` / `Modified_Time` (epoch ms) and the other fields
@@ -867,8 +1053,9 @@ def _ordered(op: str, v: _T, lo: _T, hi: _T) -> bool:
 
 def _match_epoch(op: str, values: tuple[object, ...], ms: float) -> bool:
     secs = [int(x) for x in values if isinstance(x, int)]
-    return any((lo is None or lo <= ms) and (hi is None or ms < hi)
-               for lo, hi in _epoch_ranges(op, secs))
+    return any(
+        (lo is None or lo <= ms) and (hi is None or ms < hi) for lo, hi in _epoch_ranges(op, secs)
+    )
 
 
 def _epoch_ranges(op: str, secs: Sequence[int]) -> list[tuple[int | None, int | None]]:
@@ -893,8 +1080,14 @@ def _epoch_ranges(op: str, secs: Sequence[int]) -> list[tuple[int | None, int | 
 Dialect: TypeAlias = Literal["sqlite", "postgres"]
 
 
-def compile_sql(node: Node, dialect: Dialect, fields: Mapping[str, str], *,
-                param_start: int = 1, table: str | None = None) -> tuple[str, list[object]]:
+def compile_sql(
+    node: Node,
+    dialect: Dialect,
+    fields: Mapping[str, str],
+    *,
+    param_start: int = 1,
+    table: str | None = None,
+) -> tuple[str, list[object]]:
     """A boolean SQL expression over table `records`, and its parameters.
 
     Placeholders are numbered from `param_start`: `?N` for SQLite, `$N` for PostgreSQL (with a
@@ -913,14 +1106,20 @@ def compile_sql(node: Node, dialect: Dialect, fields: Mapping[str, str], *,
 
 _LIKE_SPECIAL: Final = str.maketrans({"\\": "\\\\", "%": "\\%", "_": "\\_"})
 _LIKE_PATTERNS: Final[Mapping[str, str]] = {
-    "starts_with": "{}%", "ends_with": "%{}", "contains": "%{}%"}
+    "starts_with": "{}%",
+    "ends_with": "%{}",
+    "contains": "%{}%",
+}
 _SQL_CMP: Final[Mapping[str, str]] = {
-    "greater_than": ">", "greater_equal": ">=", "less_than": "<", "less_equal": "<="}
+    "greater_than": ">",
+    "greater_equal": ">=",
+    "less_than": "<",
+    "less_equal": "<=",
+}
 
 
 class _Compiler:
-    def __init__(self, pg: bool, fields: Mapping[str, str], start: int,
-                 table: str | None) -> None:
+    def __init__(self, pg: bool, fields: Mapping[str, str], start: int, table: str | None) -> None:
         self.pg = pg
         self.fields = fields
         self.start = start
@@ -950,8 +1149,9 @@ class _Compiler:
             return self.ph(value, "")
         if system:
             return self.ph(value, "bigint")
-        return self.ph(Decimal(repr(value)) if isinstance(value, float) else Decimal(str(value)),
-                       "numeric")
+        return self.ph(
+            Decimal(repr(value)) if isinstance(value, float) else Decimal(str(value)), "numeric"
+        )
 
     # tree
 
@@ -992,16 +1192,18 @@ class _Compiler:
         if self.pg:
             j = self.jsonb(name)
             if category == "number":
-                return (f"(CASE WHEN jsonb_typeof({j}) = 'number' "
-                        f"THEN ({d}->>'{name}')::numeric END)")
+                return (
+                    f"(CASE WHEN jsonb_typeof({j}) = 'number' THEN ({d}->>'{name}')::numeric END)"
+                )
             if category == "lookup":
-                return (f"(CASE WHEN jsonb_typeof({j}->'id') = 'string' "
-                        f"THEN {j}->>'id' END)")
+                return f"(CASE WHEN jsonb_typeof({j}->'id') = 'string' THEN {j}->>'id' END)"
             return f"(CASE WHEN jsonb_typeof({j}) = 'string' THEN {d}->>'{name}' END)"
         if category == "number":
             p = self.jpath(name)
-            return (f"(CASE WHEN json_type({d}, {p}) IN ('integer', 'real') "
-                    f"THEN json_extract({d}, {p}) END)")
+            return (
+                f"(CASE WHEN json_type({d}, {p}) IN ('integer', 'real') "
+                f"THEN json_extract({d}, {p}) END)"
+            )
         p = self.jpath(name, ".id" if category == "lookup" else "")
         return f"(CASE WHEN json_type({d}, {p}) = 'text' THEN json_extract({d}, {p}) END)"
 
@@ -1012,10 +1214,10 @@ class _Compiler:
                 return f"({value} IS NULL)"
             return f"(COALESCE({value}, '') = '')"
         if category == "text":
-            left = f"lower({value} COLLATE \"C\")" if self.pg else f"lower({value})"
+            left = f'lower({value} COLLATE "C")' if self.pg else f"lower({value})"
             return self.safe(self.text_pred(op, left, values))
         if self.pg and category != "number":
-            value = f"({value} COLLATE \"C\")"
+            value = f'({value} COLLATE "C")'
         system = name in SYSTEM_COLUMNS
 
         def param(v: object) -> str:
@@ -1047,14 +1249,18 @@ class _Compiler:
             if op == "is_empty":
                 return f"(COALESCE(jsonb_array_length({array}), 0) = 0)"
             pred = self.text_pred(op, "lower((je.v #>> '{}') COLLATE \"C\")", values)
-            return (f"EXISTS (SELECT 1 FROM jsonb_array_elements({array}) AS je(v) "
-                    f"WHERE jsonb_typeof(je.v) = 'string' AND {pred})")
+            return (
+                f"EXISTS (SELECT 1 FROM jsonb_array_elements({array}) AS je(v) "
+                f"WHERE jsonb_typeof(je.v) = 'string' AND {pred})"
+            )
         p = self.jpath(name)
         if op == "is_empty":
             return f"(COALESCE(json_array_length({d}, {p}), 0) = 0)"
         pred = self.text_pred(op, "lower(je.value)", values)
-        return self.safe(f"json_type({d}, {p}) = 'array' AND EXISTS (SELECT 1 FROM "
-                         f"json_each({d}, {p}) AS je WHERE je.type = 'text' AND {pred})")
+        return self.safe(
+            f"json_type({d}, {p}) = 'array' AND EXISTS (SELECT 1 FROM "
+            f"json_each({d}, {p}) AS je WHERE je.type = 'text' AND {pred})"
+        )
 
     def boolean(self, name: str, op: str, values: tuple[object, ...]) -> str:
         if self.pg:

@@ -271,19 +271,29 @@ def assign_ids(m: Module, next_id: Any) -> Module:
 
 # -- metadata as the API shows it -------------------------------------------------------------
 
-def field_json(f: Field, modules: Mapping[str, Module]) -> dict[str, Any]:
-    """One entry of `GET /settings/fields`, with every key real clients read."""
+def field_json(f: Field, modules: Mapping[str, Module],
+               legacy_v2: bool = False) -> dict[str, Any]:
+    """One entry of `GET /settings/fields`, with every key real clients read.
+
+    `legacy_v2`: the API v2 shapes (before v2.1), which the v2 SDK needs: `lookup.module` is
+    the target module's API name as a plain string (an object `{api_name, id}` from v2.1 on),
+    and a subform field names its module in `subform.module` (`associated_module` from v2.1).
+    """
     lookup: dict[str, Any] = {}
     if f.lookup or f.data_type in ("ownerlookup", "userlookup"):
         target = modules.get(f.lookup) if f.lookup else None
+        target_name = target.api_name if target else "users"
         lookup = {
             "display_label": target.singular_label if target else "User",
             "api_name": f.api_name,
-            "module": {"api_name": target.api_name if target else "users",
-                       "id": str(target.id) if target else None},
+            "module": target_name if legacy_v2 else {
+                "api_name": target_name, "id": str(target.id) if target else None},
             "id": str(f.id),
         }
     sub = modules.get(f.subform) if f.subform else None
+    legacy: dict[str, Any] = {}
+    if legacy_v2:
+        legacy["subform"] = {"module": sub.api_name, "id": str(sub.id)} if sub else None
     picklist = [{"display_value": v, "actual_value": v, "sequence_number": i + 1,
                  "id": f"{f.id}{i + 1:03d}", "type": "used"}
                 for i, v in enumerate(f.picklist)]
@@ -314,6 +324,7 @@ def field_json(f: Field, modules: Mapping[str, Module]) -> dict[str, Any]:
         "currency": {},
         "created_source": "custom" if f.custom else "default",
         "api_supported": True,
+        **legacy,
     }
 
 
