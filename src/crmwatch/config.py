@@ -32,6 +32,54 @@ class Settings:
               "revocation made by another process takes at most this long to apply.")
     log_level: str = setting("info", "Log level: debug, info, warning, error.")
     access_log: bool = setting(False, "Log every request.")
+    delivery_connect_timeout: float = setting(
+        5.0, "Seconds a webhook attempt may take to open a connection (TCP and TLS).")
+    delivery_timeout: float = setting(
+        15.0, "Seconds a whole webhook attempt may take: resolve, connect, send, read the answer.")
+    delivery_max_in_flight: int = setting(
+        512, "Webhook requests in flight at once per process, over all receivers (the size "
+             "of the keep-alive connection pool).")
+    delivery_response_body_cap: int = setting(
+        16384, "Bytes of a receiver's response body kept in the delivery log; the rest is "
+               "not read.")
+    delivery_ca_file: str = setting(
+        "", "CA bundle (PEM) for verifying receivers' TLS certificates; default: the "
+            "system's.")
+    block_private_networks: bool = setting(
+        False, "Refuse to deliver to private addresses (10/8, 172.16/12, 192.168/16, "
+               "100.64/10, fc00::/7). Link-local, cloud metadata, 0.0.0.0/8 and multicast "
+               "addresses are always refused.")
+    block_loopback: bool = setting(
+        False, "Refuse to deliver to loopback addresses (127/8, ::1); allowed by default for "
+               "local development.")
+    denied_networks: str = setting(
+        "", "More networks to refuse to deliver to: comma-separated CIDRs, e.g. "
+            "10.20.0.0/16,2001:db8::/32.")
+
+    workers: bool = setting(
+        True, "Run the dispatcher and delivery workers in this process (serve); off with "
+              "`serve --no-workers`, for API-only processes beside `crmwatch worker`.")
+    retry_initial_seconds: float = setting(
+        5.0, "Delay before the first retry of a failed webhook; doubles with each failure.")
+    retry_max_delay_seconds: float = setting(3600.0, "Longest delay between two retries.")
+    retry_window_seconds: float = setting(
+        86400.0, "How long a failing webhook is retried after its first attempt before it is "
+                 "marked dead (it stays in the delivery log, and can be redelivered).")
+    delivery_lease_seconds: float = setting(
+        30.0, "How long a worker's claim on a channel lasts without renewal; after a worker "
+              "dies, its channels are taken over once this has passed.")
+    channel_initial_concurrency: int = setting(
+        8, "Webhook requests in flight at once to one channel, at first; it adapts to the "
+           "receiver.")
+    channel_max_concurrency: int = setting(
+        256, "The most webhook requests in flight at once to one channel.")
+    dispatch_poll_seconds: float = setting(
+        0.05, "How often the dispatcher looks for journal events written by other processes "
+              "(writes of its own process wake it at once).")
+    delivery_flush_seconds: float = setting(
+        0.005, "How long delivery outcomes are gathered before they are written together.")
+    secret_grace_seconds: float = setting(
+        86400.0, "After a signing-secret rotation, how long the old secret keeps signing too.")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str], **overrides: Any) -> Settings:

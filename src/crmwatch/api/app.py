@@ -12,7 +12,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
-from crmwatch.api import ext, metadata, oauth, openapi, records
+from crmwatch.api import deliveries, ext, metadata, oauth, openapi, records, watch
 from crmwatch.api.auth import Gate
 from crmwatch.api.http import error_response
 from crmwatch.api.state import AppState
@@ -61,14 +61,22 @@ def create_app(settings: Settings, store: Any) -> Starlette:
         await store.migrate()
         await store.start()
         key = await store.write(tenants.ensure_token_key())
-        app.state.crm = AppState(settings, store, Gate(store, key,
-                                                       settings.token_cache_seconds))
+        crm = AppState(settings, store, Gate(store, key, settings.token_cache_seconds))
+        if settings.workers:
+            from crmwatch.delivery.worker import DeliveryService
+
+            crm.delivery = DeliveryService(settings, store)
+            await crm.delivery.start()
+        app.state.crm = crm
         try:
             yield
         finally:
+            if crm.delivery is not None:
+                await crm.delivery.stop()
             await store.close()
 
-    routes = oauth.routes + ext.routes + openapi.routes + metadata.routes + records.routes
+    routes = (oauth.routes + ext.routes + deliveries.routes + openapi.routes + metadata.routes
+              + watch.routes + records.routes)
     return Starlette(
         routes=routes,
         lifespan=lifespan,

@@ -14,6 +14,7 @@ from crmwatch.domain import clock
 from crmwatch.domain.errors import InvalidData
 from crmwatch.store import records as store_records
 from crmwatch.store.base import Flow, Query
+from crmwatch.store.channels import CHANNEL_MODULE
 
 MAX_CHANGES = 1000
 
@@ -44,7 +45,8 @@ async def changes(request: Request) -> Response:
         user = users.get(int(r[7]))
         out.append({
             "seq": int(r[0]), "module": r[1], "id": str(r[2]), "operation": r[3],
-            "changed_fields": orjson.loads(r[4]), "values": orjson.loads(r[5]),
+            "changed_fields": orjson.loads(r[4]),
+            "values": {} if r[1] == CHANNEL_MODULE else orjson.loads(r[5]),
             "time": clock.format_ms(int(r[6]), tz),
             "user": {"id": str(r[7]), "name": user.full_name if user else None},
         })

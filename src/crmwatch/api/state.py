@@ -19,6 +19,12 @@ class AppState:
     settings: Settings
     store: Any
     gate: Gate
+    delivery: Any = None
+    """The DeliveryService of this process, when it runs workers."""
+
+    def wake_delivery(self) -> None:
+        if self.delivery is not None:
+            self.delivery.wake()
 
     @property
     def base_url(self) -> str:

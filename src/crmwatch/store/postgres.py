@@ -36,6 +36,8 @@ class PostgresStore:
         self._sequencer: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
         self.run_sequencer = True
+        self._stopping = False
+        self.on_commit: list[Any] = []
 
     async def _ensure_pool(self) -> asyncpg.Pool:
         if self._pool is None:
@@ -65,12 +67,24 @@ class PostgresStore:
 
     async def close(self) -> None:
         if self._sequencer is not None:
-            self._sequencer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._sequencer
+            # Let a round in progress finish (cancelling mid-query leaves the connection busy
+            # and pool.close() waiting), then stop.
+            self._stopping = True
+            self._wake.set()
+            try:
+                await asyncio.wait_for(asyncio.shield(self._sequencer), 5)
+            except (TimeoutError, asyncio.CancelledError):
+                self._sequencer.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._sequencer
             self._sequencer = None
         if self._pool is not None:
-            await self._pool.close()
+            try:
+                # Graceful close waits for every connection to be released; a task cancelled
+                # mid-query can leave one busy for long, so bound the wait.
+                await asyncio.wait_for(self._pool.close(), 5)
+            except TimeoutError:
+                self._pool.terminate()
             self._pool = None
 
     # -- flows --------------------------------------------------------------------------------
@@ -88,6 +102,8 @@ class PostgresStore:
         except (asyncpg.PostgresError, OSError) as exc:
             raise StoreError(f"database write failed: {exc}") from exc
         self._wake.set()
+        for hook in self.on_commit:
+            hook()
         return result
 
     async def _execute(self, conn: Any, op: Any) -> Any:
@@ -149,7 +165,7 @@ class PostgresStore:
             pass
 
     async def _sequence_forever(self) -> None:
-        while True:
+        while not self._stopping:
             try:
                 while await self.sequence_once() > 0:
                     pass
