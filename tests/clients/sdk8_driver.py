@@ -13,6 +13,7 @@ import datetime
 import json
 import logging
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -173,7 +174,9 @@ def list_args(step: dict[str, Any], params: dict[str, Any]) -> tuple[ParameterMa
     return param_map, headers
 
 
-def main() -> None:
+def main(run: Callable[[dict[str, Any]], dict[str, Any]] = run_step) -> None:
+    """Initialise, run every step with `run`, print the report (drivers for other operations
+    pass their own `run`, which hands the steps it does not know to `run_step`)."""
     job = json.load(sys.stdin)
     work = Path(job["workdir"])
     base = job["base_url"]
@@ -193,7 +196,7 @@ def main() -> None:
     results = []
     for step in job["steps"]:
         try:
-            results.append(run_step(step))
+            results.append(run(step))
         except Exception as exc:
             results.append({"exception": f"{type(exc).__name__}: {exc}"})
     with open(work / "tokens.csv", newline="") as f:

@@ -71,3 +71,12 @@ def logged_errors(workdir: Path) -> list[str]:
     return [line for line in sdk_log(workdir).splitlines()
             if " - SDKLogger - ERROR - " in line or " - SDKLogger - CRITICAL - " in line
             or _SWALLOWED in line]
+
+
+def sent_requests(workdir: Path) -> list[dict[str, Any]]:
+    """The watch requests a notify driver saw the SDK send (tests/clients/wirespy.py): method,
+    url, params, headers and the body as text."""
+    path = workdir / "sent.jsonl"
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines()]

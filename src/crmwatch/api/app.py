@@ -9,12 +9,13 @@ from typing import Any
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 
 from crmwatch.api import deliveries, ext, metadata, oauth, openapi, records, watch
 from crmwatch.api.auth import Gate
-from crmwatch.api.http import error_response
+from crmwatch.api.http import Guard, error_response
 from crmwatch.api.state import AppState
 from crmwatch.config import Settings
 from crmwatch.domain.errors import (
@@ -48,11 +49,6 @@ async def _store_error(request: Request, exc: Exception) -> Response:
     return error_response(InternalError("the database could not complete the request"))
 
 
-async def _crash(request: Request, exc: Exception) -> Response:
-    log.exception("%s %s failed", request.method, request.url.path, exc_info=exc)
-    return error_response(InternalError())
-
-
 def create_app(settings: Settings, store: Any) -> Starlette:
     """The app for `settings`, serving `store` (migrated on start-up)."""
 
@@ -77,9 +73,11 @@ def create_app(settings: Settings, store: Any) -> Starlette:
 
     routes = (oauth.routes + ext.routes + deliveries.routes + openapi.routes + metadata.routes
               + watch.routes + records.routes)
-    return Starlette(
+    app = Starlette(
         routes=routes,
         lifespan=lifespan,
         exception_handlers={ZohoError: _zoho_error, HTTPException: _http_error,
-                            StoreError: _store_error, Exception: _crash},
+                            StoreError: _store_error},
+        middleware=[Middleware(Guard)],
     )
+    return app

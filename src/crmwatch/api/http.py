@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import orjson
@@ -11,6 +12,7 @@ from starlette.responses import Response
 from crmwatch.domain.errors import InvalidData, PayloadTooLarge, ZohoError
 
 JSON_TYPE = "application/json;charset=utf-8"
+log = logging.getLogger("crmwatch")
 
 
 def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None
@@ -50,6 +52,8 @@ async def read_json(request: Request, limit: int) -> Any:
     body = await read_body(request, limit)
     if not body.strip():
         return None
+    if b"\\u0000" in body:
+        raise InvalidData("NUL characters are not allowed", expected_data_type="jsonobject")
     try:
         return orjson.loads(body)
     except orjson.JSONDecodeError:
@@ -63,3 +67,40 @@ def status_for(items: list[dict[str, Any]], success: int) -> int:
     if ok == len(items):
         return success
     return 400 if ok == 0 else 207
+
+
+class Guard:
+    """Outermost app wrapper: Zoho's INTERNAL_ERROR for anything unexpected; nothing is
+    re-raised to the server, so the client's keep-alive connection stays usable."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracking_send(message: Any) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except Exception:
+            log.exception("%s %s failed", scope.get("method"), scope.get("path"))
+            if not started:
+                from crmwatch.domain.errors import InternalError
+
+                await _send_json(send, InternalError())
+
+
+async def _send_json(send: Any, err: ZohoError) -> None:
+    body = orjson.dumps(err.to_json())
+    await send({"type": "http.response.start", "status": err.status_code,
+                "headers": [(b"content-type", JSON_TYPE.encode()),
+                            (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})

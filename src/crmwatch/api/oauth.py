@@ -21,7 +21,8 @@ async def _params(request: Request, limit: int) -> dict[str, str]:
     if body:
         with contextlib.suppress(UnicodeDecodeError, ValueError):
             params.update(parse_qsl(body.decode("utf-8"), keep_blank_values=True))
-    return params
+    # NUL never belongs in a credential, and PostgreSQL text cannot hold it.
+    return {k: v for k, v in params.items() if "\x00" not in k and "\x00" not in v}
 
 
 async def token(request: Request) -> Response:

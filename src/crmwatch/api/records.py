@@ -306,6 +306,8 @@ def _search_node(request: Request, caller: Caller, module: Module) -> Any:
     types = caller.tenant.types(module)
     kind = given[0]
     value = q[kind]
+    if "\x00" in value:
+        raise InvalidQuery("NUL characters are not allowed", param_name=kind)
     if kind == "criteria":
         try:
             return criteria.parse_search(value, types)

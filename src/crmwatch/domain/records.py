@@ -42,16 +42,20 @@ def _expected(f: Field, path: str, expected: str) -> ZohoError:
 def _number(f: Field, value: Any, path: str) -> Any:
     if isinstance(value, bool):
         raise _expected(f, path, f.data_type)
+    max_digits = 9 if f.data_type == "integer" else 18
+    too_long = InvalidData("invalid data", api_name=f.api_name, json_path=path,
+                           maximum_length=f.length)
     if f.data_type in ("integer", "bigint"):
         if isinstance(value, str) and re.fullmatch(r"-?\d+", value.strip()):
+            if len(value.strip().lstrip("-")) > max_digits:
+                raise too_long
             value = int(value)
         if isinstance(value, float) and value.is_integer():
             value = int(value)
         if not isinstance(value, int):
             raise _expected(f, path, f.data_type)
-        if len(str(abs(value))) > (9 if f.data_type == "integer" else 18):
-            raise InvalidData("invalid data", api_name=f.api_name, json_path=path,
-                              maximum_length=f.length)
+        if len(str(abs(value))) > max_digits:
+            raise too_long
         if f.data_type == "integer" and not -(2**31) <= value < 2**31:
             raise _expected(f, path, f.data_type)
         return value
@@ -61,10 +65,9 @@ def _number(f: Field, value: Any, path: str) -> Any:
         num = None
     if num is None or not num.is_finite():
         raise _expected(f, path, f.data_type)
-    digits = len(str(abs(int(num))))
+    digits = max(num.adjusted() + 1, 1)  # no int(): 1e300000 would take seconds
     if digits > (5 if f.data_type == "percent" else 16):
-        raise InvalidData("invalid data", api_name=f.api_name, json_path=path,
-                          maximum_length=f.length)
+        raise too_long
     out = float(num)
     if not math.isfinite(out):
         raise _expected(f, path, f.data_type)
@@ -110,7 +113,7 @@ def convert(f: Field, value: Any, path: str) -> Any:
     if t == "datetime":
         try:
             return clock.utc_text(clock.parse_datetime(value))
-        except (ValueError, TypeError):
+        except (ValueError, TypeError, OverflowError):
             raise _expected(f, path, "datetime") from None
     if t == "multiselectpicklist":
         if isinstance(value, str):
