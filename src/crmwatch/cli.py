@@ -31,14 +31,15 @@ def _open(settings: Settings) -> Any:
     return open_store(settings.database_url)
 
 
-def _run(settings: Settings, work: Callable[[Any], Coroutine[Any, Any, T]]) -> T:
+def _run(settings: Settings, work: Callable[[Any], Coroutine[Any, Any, T]], *,
+         sequencer: bool = False) -> T:
     """Open the store, migrate, run `work(store)`, close; database errors end the command."""
     from crmwatch.store.base import StoreError
 
     async def main() -> T:
         store = _open(settings)
         if hasattr(store, "run_sequencer"):
-            store.run_sequencer = False
+            store.run_sequencer = sequencer
         try:
             await store.migrate()
             await store.start()
@@ -89,13 +90,21 @@ def main(ctx: click.Context) -> None:
 @click.option("--ssl-certfile", default=None, help=f"TLS certificate [env: "
               f"{env_name('ssl_certfile')}].")
 @click.option("--ssl-keyfile", default=None, help=f"TLS key [env: {env_name('ssl_keyfile')}].")
+@click.option("--no-workers", "no_workers", is_flag=True, default=None,
+              help=f"API only: no dispatcher or delivery workers in this process (PostgreSQL, "
+                   f"beside `crmwatch worker`) [env: {env_name('workers')}=false].")
 @click.option("--check", is_flag=True, help="Only check the database and exit 0 if healthy.")
 def serve(host: str | None = None, port: int | None = None, database_url: str | None = None,
           base_url: str | None = None, ssl_certfile: str | None = None,
-          ssl_keyfile: str | None = None, check: bool = False) -> None:
+          ssl_keyfile: str | None = None, no_workers: bool | None = None,
+          check: bool = False) -> None:
     """Run the API server (creates and migrates the database on first start)."""
     settings = _settings(host=host, port=port, database_url=database_url, base_url=base_url,
-                         ssl_certfile=ssl_certfile, ssl_keyfile=ssl_keyfile)
+                         ssl_certfile=ssl_certfile, ssl_keyfile=ssl_keyfile,
+                         workers=False if no_workers else None)
+    if not settings.workers and not settings.database_url.startswith("postgres"):
+        click.echo("warning: without workers nothing delivers notifications; with SQLite, "
+                   "run the workers in `serve`", err=True)
     if check:
         from crmwatch.store import tenants
 
@@ -115,8 +124,37 @@ def serve(host: str | None = None, port: int | None = None, database_url: str | 
     click.echo("  credentials: crmwatch client create   (prints client_id, client_secret, "
                "refresh_token)")
     uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level,
-                access_log=settings.access_log, ssl_certfile=settings.ssl_certfile or None,
+                access_log=settings.access_log, proxy_headers=False, server_header=False,
+                ssl_certfile=settings.ssl_certfile or None,
                 ssl_keyfile=settings.ssl_keyfile or None, lifespan="on")
+
+
+@main.command()
+@database_option
+@click.option("--base-url", default=None, help=f"Public base URL of the API, used in "
+              f"notification bodies [env: {env_name('base_url')}].")
+def worker(database_url: str | None, base_url: str | None) -> None:
+    """Dispatcher and delivery workers only (PostgreSQL): run as many as needed."""
+    settings = _settings(database_url=database_url, base_url=base_url)
+    if not settings.database_url.startswith(("postgres://", "postgresql://")):
+        raise click.UsageError("`crmwatch worker` needs PostgreSQL; with SQLite, `crmwatch "
+                               "serve` runs the workers itself")
+    import signal
+
+    from crmwatch.delivery.worker import DeliveryService
+
+    async def work(store: Any) -> None:
+        service = DeliveryService(settings, store)
+        await service.start()
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        click.echo(f"crmwatch worker {service.owner} delivering for {settings.database_url}")
+        await stop.wait()
+        await service.stop()
+
+    _run(settings, work, sequencer=True)
 
 
 def _ensure_first_org(settings: Settings) -> None:
@@ -155,6 +193,31 @@ def org_create(name: str, timezone: str, email: str | None, database_url: str | 
     created = _write(settings, lambda: tenants.create_org(name, timezone, standard_modules(),
                                                           _now_ms(), email))
     click.echo(f"org {created.name}: id {created.id}, time zone {created.timezone}")
+
+
+@org.command("secret")
+@click.option("--org", "org_name", default=None)
+@click.option("--rotate", is_flag=True, help="Make a new secret; the old one keeps signing "
+              "for the grace period (CRMWATCH_SECRET_GRACE_SECONDS).")
+@database_option
+def org_secret(org_name: str | None, rotate: bool, database_url: str | None) -> None:
+    """Show (or rotate) the org's webhook signing secret (Standard Webhooks, whsec_...)."""
+    from crmwatch.delivery import signing
+    from crmwatch.store import deliveries, tenants
+
+    settings = _settings(database_url=database_url)
+
+    def flow() -> Flow[list[str]]:
+        found = yield from tenants.find_org(org_name)
+        if rotate:
+            return (yield from deliveries.rotate_secret(
+                found.id, _now_ms(), int(settings.secret_grace_seconds * 1000),
+                signing.new_secret()))
+        return (yield from deliveries.signing_secrets(found.id, _now_ms(),
+                                                      signing.new_secret()))
+
+    for secret in _write(settings, flow):
+        click.echo(secret)
 
 
 @org.command("list")

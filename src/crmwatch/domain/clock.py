@@ -37,7 +37,12 @@ def zone(name: str) -> ZoneInfo:
 
 def format_ms(epoch_ms: int, tz: ZoneInfo) -> str:
     """Epoch milliseconds as Zoho shows them: `2026-11-23T01:10:47-08:00`."""
-    return datetime.fromtimestamp(epoch_ms // 1000, tz).isoformat()
+    return _format_s(epoch_ms // 1000, tz)
+
+
+@lru_cache(maxsize=4096)
+def _format_s(epoch_s: int, tz: ZoneInfo) -> str:
+    return datetime.fromtimestamp(epoch_s, tz).isoformat()
 
 
 _ISO = re.compile(

@@ -5,8 +5,8 @@ INSERT INTO events (org_id, module, record_id, operation, changed, vals, related
                     user_id)
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10);
 
--- next_ids --
-SELECT nextval('crm_ids') FROM generate_series(1, $1);
+-- next_id_block --
+SELECT nextval('crm_id_blocks');
 
 -- lock_record --
 SELECT id, data::text, created_time, modified_time, name, parent_id FROM records

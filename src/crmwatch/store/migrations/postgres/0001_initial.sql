@@ -1,6 +1,7 @@
 -- crmwatch schema, PostgreSQL. Times are epoch milliseconds (UTC).
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE SEQUENCE crm_ids;
+-- Id counters are handed out in blocks of 100 (block n: n*100 .. n*100+99).
+CREATE SEQUENCE crm_id_blocks MINVALUE 1 START 1;
 
 CREATE TABLE orgs (
     id BIGINT PRIMARY KEY,
