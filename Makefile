@@ -19,7 +19,6 @@ test: install
 
 lint: install
 	$(VENV)/bin/ruff check src tests bench
-	$(VENV)/bin/ruff format --check src tests bench
 
 format: install
 	$(VENV)/bin/ruff format src tests bench
