@@ -71,8 +71,10 @@ def create_app(settings: Settings, store: Any) -> Starlette:
                 await crm.delivery.stop()
             await store.close()
 
-    routes = (oauth.routes + ext.routes + deliveries.routes + openapi.routes + metadata.routes
-              + watch.routes + records.routes)
+    # Most traffic is records: their routes go first (their module names exclude the
+    # API's own first segments), then everything else.
+    routes = (records.special + records.routes + oauth.routes + ext.routes
+              + deliveries.routes + openapi.routes + metadata.routes + watch.routes)
     app = Starlette(
         routes=routes,
         lifespan=lifespan,

@@ -6,6 +6,7 @@ from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.convertors import Convertor, register_url_convertor
 from starlette.routing import Route
 
 from crmwatch.api.auth import Caller
@@ -364,15 +365,34 @@ async def deleted(request: Request) -> Response:
                                                  "page": page, "more_records": more}})
 
 
+class ModuleConvertor(Convertor[str]):
+    """A module name in a records path; never one of the API's own first segments, so the
+    records routes can be matched first (they take most of the traffic)."""
+
+    regex = r"(?!(?:org|users|settings|actions)(?:/|$))[A-Za-z][A-Za-z0-9_]*"
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: str) -> str:
+        return value
+
+
+register_url_convertor("module", ModuleConvertor())
+
 routes = [
-    Route("/crm/{version}/{module}/upsert", upsert, methods=["POST"]),
-    Route("/crm/{version}/{module}/deleted", deleted, methods=["GET"]),
-    Route("/crm/{version}/{module}/search", search, methods=["GET"]),
-    Route("/crm/{version}/{module}/{record_id}", get_one, methods=["GET"]),
-    Route("/crm/{version}/{module}/{record_id}", update_one, methods=["PUT"]),
-    Route("/crm/{version}/{module}/{record_id}", delete_one, methods=["DELETE"]),
-    Route("/crm/{version}/{module}", list_records, methods=["GET"]),
-    Route("/crm/{version}/{module}", create, methods=["POST"]),
-    Route("/crm/{version}/{module}", update_many, methods=["PUT"]),
-    Route("/crm/{version}/{module}", delete_many, methods=["DELETE"]),
+    Route("/crm/{version}/{module:module}/{record_id}", get_one, methods=["GET"]),
+    Route("/crm/{version}/{module:module}", create, methods=["POST"]),
+    Route("/crm/{version}/{module:module}/{record_id}", update_one, methods=["PUT"]),
+    Route("/crm/{version}/{module:module}", list_records, methods=["GET"]),
+    Route("/crm/{version}/{module:module}", update_many, methods=["PUT"]),
+    Route("/crm/{version}/{module:module}", delete_many, methods=["DELETE"]),
+    Route("/crm/{version}/{module:module}/{record_id}", delete_one, methods=["DELETE"]),
+]
+"""The record routes; `/upsert`, `/deleted` and `/search` come before them (`special`)."""
+
+special = [
+    Route("/crm/{version}/{module:module}/upsert", upsert, methods=["POST"]),
+    Route("/crm/{version}/{module:module}/deleted", deleted, methods=["GET"]),
+    Route("/crm/{version}/{module:module}/search", search, methods=["GET"]),
 ]
