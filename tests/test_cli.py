@@ -67,6 +67,12 @@ class TestAdminCommands:
         code = run("client", "grant", creds["client_id"], db=db).stdout.strip()
         assert code.startswith("1000.")
         assert "Initech" in run("org", "list", db=db).stdout
+        first = run("org", "secret", "--org", "Initech", db=db).stdout.split()
+        assert len(first) == 1 and first[0].startswith("whsec_")
+        rotated = run("org", "secret", "--org", "Initech", "--rotate", db=db).stdout.split()
+        assert len(rotated) == 2 and rotated[1] == first[0]
+        bad = run("worker", db=db, check=False)
+        assert bad.returncode == 2 and "PostgreSQL" in bad.stderr
 
     def test_schema_apply_and_seed(self, tmp_path: Path) -> None:
         db = f"sqlite:///{tmp_path / 's.db'}"

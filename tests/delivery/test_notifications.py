@@ -248,3 +248,42 @@ class TestSafety:
         entry = r.json()["deliveries"][0]
         assert "not allowed" in entry["last_error"]
         assert entry["status"] == "retrying"
+
+
+class TestCancelAndRotate:
+    """Deleting a channel cancels what it still owed; a rotation signs with both secrets."""
+
+    def test_delete_cancels_pending(self, live: Live, api: httpx.Client,
+                                    receiver: Receiver) -> None:
+        watch(api, receiver.url)
+        receiver.status = 503
+        create(api, "A")
+        deadline = time.time() + 10
+        while time.time() < deadline:
+            r = api.get("/crmwatch/v1/deliveries", params={"status": "retrying"})
+            if r.status_code == 200:
+                break
+            time.sleep(0.05)
+        api.delete("/crm/v8/actions/watch", params={"channel_ids": "1000"})
+        receiver.status = 200
+        time.sleep(0.3)
+        attempts = len(receiver.received)
+        time.sleep(0.8)
+        log = api.get("/crmwatch/v1/deliveries").json()["deliveries"]
+        assert [d["status"] for d in log] == ["cancelled"]
+        assert log[0]["last_error"] == "channel deleted"
+        assert len(receiver.received) == attempts  # no attempt after the cancellation
+
+    def test_rotation_signs_with_old_and_new(self, live: Live, api: httpx.Client,
+                                             receiver: Receiver) -> None:
+        old = api.get("/crmwatch/v1/signing-secret").json()["secrets"]
+        assert len(old) == 1 and old[0].startswith("whsec_")
+        new = api.post("/crmwatch/v1/signing-secret/rotate").json()["secrets"]
+        assert len(new) == 2 and new[1] == old[0]
+        time.sleep(5.5)  # the worker re-reads an org's secrets every 5 s
+        watch(api, receiver.url)
+        create(api, "A")
+        got = receiver.wait_for(1)[0]
+        assert len(got.headers["webhook-signature"].split(" ")) == 2
+        for secret in new:
+            assert signing.verify(secret, got.headers, got.body, time.time())
