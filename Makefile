@@ -18,7 +18,7 @@ test: install
 	$(PY) -m pytest
 
 lint: install
-	$(VENV)/bin/ruff check src tests bench
+	$(VENV)/bin/ruff check src tests bench clients_extra
 
 format: install
 	$(VENV)/bin/ruff format src tests bench
