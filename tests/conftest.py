@@ -187,3 +187,30 @@ def live(database_url: str) -> Iterator[Live]:
 def api(live: Live) -> Iterator[httpx.Client]:
     with live.http() as client:
         yield client
+
+
+FAST_DELIVERY = {"retry_initial_seconds": 0.2, "retry_max_delay_seconds": 0.5,
+                 "retry_window_seconds": 30.0, "dispatch_poll_seconds": 0.02}
+"""Settings for delivery tests: retries within a second, the dispatcher polling often."""
+
+
+@pytest.fixture
+def fast_live(database_url: str) -> Iterator[Live]:
+    """A live server with FAST_DELIVERY settings (tests override `live` with it)."""
+    server = start_server(database_url, **FAST_DELIVERY)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def receiver() -> Iterator[Any]:
+    """A real webhook receiver on a loopback port (tests/receiver.py)."""
+    from tests.receiver import Receiver
+
+    r = Receiver().start()
+    try:
+        yield r
+    finally:
+        r.stop()

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -21,11 +20,9 @@ import httpx
 import pytest
 
 from tests.clients.sdkrun import logged_errors, logged_requests, run_driver, sent_requests
-from tests.conftest import Live, start_server
+from tests.conftest import Live
 from tests.receiver import Received, Receiver
 
-FAST = {"retry_initial_seconds": 0.2, "retry_max_delay_seconds": 0.5,
-        "retry_window_seconds": 30.0, "dispatch_poll_seconds": 0.02}
 TZ = "Asia/Kolkata"
 CHANNEL = "9017165751624"
 OTHER = "9017165751625"
@@ -39,21 +36,8 @@ QUIET_SECONDS = 1.0
 
 
 @pytest.fixture
-def live(database_url: str) -> Iterator[Live]:
-    server = start_server(database_url, **FAST)
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    r = Receiver().start()
-    try:
-        yield r
-    finally:
-        r.stop()
+def live(fast_live: Live) -> Live:
+    return fast_live
 
 
 # -- helpers ----------------------------------------------------------------------------------

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -14,26 +13,10 @@ from crmwatch.delivery import signing
 from tests.conftest import Live, start_server
 from tests.receiver import Receiver
 
-FAST = {"retry_initial_seconds": 0.2, "retry_max_delay_seconds": 0.5,
-        "retry_window_seconds": 30.0, "dispatch_poll_seconds": 0.02}
-
 
 @pytest.fixture
-def live(database_url: str) -> Iterator[Live]:
-    server = start_server(database_url, **FAST)
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    r = Receiver().start()
-    try:
-        yield r
-    finally:
-        r.stop()
+def live(fast_live: Live) -> Live:
+    return fast_live
 
 
 def watch(api: httpx.Client, url: str, channel_id: str = "1000", events: list[str] | None = None,
