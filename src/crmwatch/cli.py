@@ -134,24 +134,28 @@ def serve(host: str | None = None, port: int | None = None, database_url: str | 
 @click.option("--base-url", default=None, help=f"Public base URL of the API, used in "
               f"notification bodies [env: {env_name('base_url')}].")
 def worker(database_url: str | None, base_url: str | None) -> None:
-    """Dispatcher and delivery workers only (PostgreSQL): run as many as needed."""
+    """Dispatcher, delivery workers and bulk-read runner only (PostgreSQL)."""
     settings = _settings(database_url=database_url, base_url=base_url)
     if not settings.database_url.startswith(("postgres://", "postgresql://")):
         raise click.UsageError("`crmwatch worker` needs PostgreSQL; with SQLite, `crmwatch "
                                "serve` runs the workers itself")
     import signal
 
+    from crmwatch.bulk.runner import BulkRunner
     from crmwatch.delivery.worker import DeliveryService
 
     async def work(store: Any) -> None:
         service = DeliveryService(settings, store)
         await service.start()
+        runner = BulkRunner(settings, store)
+        await runner.start()
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         click.echo(f"crmwatch worker {service.owner} delivering for {settings.database_url}")
         await stop.wait()
+        await runner.stop()
         await service.stop()
 
     _run(settings, work, sequencer=True)

@@ -13,6 +13,7 @@ from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 
+from crmwatch.api import bulk as bulk_api
 from crmwatch.api import deliveries, ext, metadata, oauth, openapi, records, watch
 from crmwatch.api.auth import Gate
 from crmwatch.api.http import Guard, error_response
@@ -63,10 +64,16 @@ def create_app(settings: Settings, store: Any) -> Starlette:
 
             crm.delivery = DeliveryService(settings, store)
             await crm.delivery.start()
+            from crmwatch.bulk.runner import BulkRunner
+
+            crm.bulk = BulkRunner(settings, store)
+            await crm.bulk.start()
         app.state.crm = crm
         try:
             yield
         finally:
+            if crm.bulk is not None:
+                await crm.bulk.stop()
             if crm.delivery is not None:
                 await crm.delivery.stop()
             await store.close()
@@ -74,7 +81,8 @@ def create_app(settings: Settings, store: Any) -> Starlette:
     # Most traffic is records: their routes go first (their module names exclude the
     # API's own first segments), then everything else.
     routes = (records.special + records.routes + oauth.routes + ext.routes
-              + deliveries.routes + openapi.routes + metadata.routes + watch.routes)
+              + deliveries.routes + openapi.routes + metadata.routes + watch.routes
+              + bulk_api.routes)
     app = Starlette(
         routes=routes,
         lifespan=lifespan,

@@ -21,6 +21,8 @@ class AppState:
     gate: Gate
     delivery: Any = None
     """The DeliveryService of this process, when it runs workers."""
+    bulk: Any = None
+    """The BulkRunner of this process, when it runs workers."""
 
     def wake_delivery(self) -> None:
         if self.delivery is not None:
