@@ -90,6 +90,9 @@ class DeliveryService:
         self.channels: dict[tuple[int, str], ChannelState] = {}
         self.orgs: dict[int, OrgInfo] = {}
         self._results: list[Result] = []
+        self._unflushed: set[int] = set()
+        """Deliveries settled in memory whose outcome is not written yet: a window reload
+        must neither send them again nor trust their stale rows."""
         self._wake_dispatch = asyncio.Event()
         self._wake_send = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
@@ -230,7 +233,8 @@ class DeliveryService:
 
     async def _refill(self, state: ChannelState, full: bool) -> None:
         if full:
-            state.window = {i: o for i, o in state.window.items() if i in state.in_flight}
+            state.window = {i: o for i, o in state.window.items()
+                            if i in state.in_flight or i in self._unflushed}
             state.loaded_to = 0
         if len(state.window) < WINDOW // 2 or full:
             rows = await self.store.read(
@@ -239,7 +243,7 @@ class DeliveryService:
                 )
             )
             for o in rows:
-                if o.id not in state.window:
+                if o.id not in state.window and o.id not in self._unflushed:
                     state.window[o.id] = o
                 state.loaded_to = max(state.loaded_to, o.id)
             if full:
@@ -299,6 +303,7 @@ class DeliveryService:
         started = _now_ms()
         if channel is None:
             state.window.pop(o.id, None)
+            self._unflushed.add(o.id)
             self._results.append(
                 Result(
                     o.id,
@@ -376,6 +381,7 @@ class DeliveryService:
                 state.window[o.id] = Owed(
                     o.id, o.notification_id, o.channel_seq, o.notification, attempt, nxt, first
                 )
+        self._unflushed.add(o.id)
         self._results.append(
             Result(
                 o.id,
@@ -404,6 +410,8 @@ class DeliveryService:
         except Exception:
             self._results = batch + self._results
             raise
+        pending = {r.delivery_id for r in self._results}
+        self._unflushed -= {r.delivery_id for r in batch} - pending
 
     async def _flush_loop(self) -> None:
         while True:
