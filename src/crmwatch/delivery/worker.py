@@ -90,6 +90,7 @@ class DeliveryService:
         self.channels: dict[tuple[int, str], ChannelState] = {}
         self.orgs: dict[int, OrgInfo] = {}
         self._results: list[Result] = []
+        self._refreshing: set[int] = set()
         self._unflushed: set[int] = set()
         """Deliveries settled in memory whose outcome is not written yet: a window reload
         must neither send them again nor trust their stale rows."""
@@ -274,20 +275,23 @@ class DeliveryService:
             blocked |= ids
 
     async def _org(self, org_id: int) -> OrgInfo:
+        """The org's zone, modules and signing secrets, refreshed every 5 s by one caller
+        at a time; attempts meanwhile use the copy they have."""
         info = self.orgs.get(org_id)
-        if info is None or time.monotonic() - info.checked > 5:
+        if info is not None and (time.monotonic() - info.checked <= 5
+                                 or org_id in self._refreshing):
+            return info
+        self._refreshing.add(org_id)
+        try:
             org = await self.store.read(tenants.get_org(org_id))
             modules, _ = await self.store.read(tenants.load_catalog(org_id))
             secrets = await self.store.write(
-                store_deliveries.signing_secrets(org_id, _now_ms(), signing.new_secret())
-            )
-            info = OrgInfo(
-                clock.zone(org.timezone if org else "UTC"),
-                {m.api_name: m for m in modules},
-                secrets,
-                time.monotonic(),
-            )
+                store_deliveries.signing_secrets(org_id, _now_ms(), signing.new_secret()))
+            info = OrgInfo(clock.zone(org.timezone if org else "UTC"),
+                           {m.api_name: m for m in modules}, secrets, time.monotonic())
             self.orgs[org_id] = info
+        finally:
+            self._refreshing.discard(org_id)
         return info
 
     async def _attempt(self, state: ChannelState, o: Owed) -> None:
