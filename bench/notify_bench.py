@@ -993,6 +993,20 @@ def latencies(
     return out
 
 
+def _p99_by_send_time(
+    first: dict[str, list[Any]], sent: dict[str, float], channels: set[str], t0: float
+) -> list[float | None]:
+    """p99 latency (ms) of the notifications to `channels`, per 5 s of write send time."""
+    buckets: dict[int, list[float]] = {}
+    for row in first.values():
+        if row[5] in channels:
+            for rid in row[6]:
+                t_send = sent.get(rid)
+                if t_send is not None:
+                    buckets.setdefault(int((t_send - t0) / 5), []).append((row[0] - t_send) * 1e3)
+    return [_pct(sorted(buckets.get(k, [])), 99) for k in range(max(buckets, default=-1) + 1)]
+
+
 def _lat_stats(ms: list[float]) -> dict[str, Any]:
     return {
         "n": len(ms),
@@ -1225,6 +1239,7 @@ def sc_slow(ctx: Ctx, size: dict[str, Any]) -> dict[str, Any]:
         "ledger": led,
         **q,
     }
+    res["fast_p99_ms_per_5s"] = _p99_by_send_time(first, sent, fast_set, t_spawn)
     tail = [x / 5 for x in per5[-5:-1]] if len(per5) > 2 else []
     res["slow_rate_tail"] = round(statistics.fmean(tail), 1) if tail else None
     _log(
@@ -1395,6 +1410,29 @@ SCENARIO_FUNCS = {
 }
 
 
+def src_version() -> str:
+    """The commit of the crmwatch code under test, `+dirty` when src/ has local changes
+    (crmwatch is installed editable: a process runs whatever src/ holds when it starts)."""
+    try:
+        head = subprocess.run(
+            ["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=10,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(REPO), "status", "--porcelain", "--", "src"],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=10,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return head + ("+dirty" if dirty else "")
+
+
 def _variant(scenario: str, args: argparse.Namespace) -> str:
     """Settings that differ from the defaults, e.g. `slow` with --slow-env."""
     env = dict(args.env)
@@ -1411,6 +1449,7 @@ def run_scenario(backend: str, scenario: str, rep: int, args: argparse.Namespace
     ctx: Ctx | None = None
     started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     variant = _variant(scenario, args)
+    src = src_version()
     try:
         with rb.backend_database(backend, tmp) as (url, postmaster, description):
             _log(f"[{backend}] {scenario} (run {rep}) on {description}")
@@ -1420,6 +1459,7 @@ def run_scenario(backend: str, scenario: str, rep: int, args: argparse.Namespace
                 "backend": backend,
                 "scenario": scenario,
                 "variant": variant,
+                "src": src,
                 "run": rep,
                 "started": started,
                 "database": description,
@@ -1431,6 +1471,7 @@ def run_scenario(backend: str, scenario: str, rep: int, args: argparse.Namespace
             "backend": backend,
             "scenario": scenario,
             "variant": variant,
+            "src": src,
             "run": rep,
             "started": started,
             "failed": f"{type(exc).__name__}: {exc}",
@@ -1483,15 +1524,17 @@ def _books(rs: list[dict[str, Any]]) -> str:
 def summarize(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
     by: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
     for r in results:
-        by.setdefault((r["backend"], r["scenario"], r.get("variant", "")), []).append(r)
+        key = (r["backend"], r["scenario"], r.get("variant", ""), r.get("src", "?"))
+        by.setdefault(key, []).append(r)
     rows = []
-    for (backend, scenario, variant), all_rs in by.items():
+    for (backend, scenario, variant, src), all_rs in by.items():
         rs = [r for r in all_rs if "failed" not in r]
         failed = len(all_rs) - len(rs)
         row: dict[str, Any] = {
             "backend": backend,
             "scenario": scenario,
             "variant": variant,
+            "src": src,
             "runs": len(rs),
             "failed": failed,
             "books": _books(rs),
@@ -1583,6 +1626,7 @@ def print_table(rows: list[dict[str, Any]]) -> None:
     head = (
         "backend",
         "scenario",
+        "src",
         "runs",
         "figure (median [min-max])",
         "target",
@@ -1598,6 +1642,7 @@ def print_table(rows: list[dict[str, Any]]) -> None:
             (
                 r["backend"],
                 r["scenario"] + (f" [{r['variant']}]" if r.get("variant") else ""),
+                r.get("src", "?"),
                 f"{r['runs']}" + (f" ({r['failed']} failed)" if r["failed"] else ""),
                 r.get("figure", "-"),
                 r.get("target", "-"),
