@@ -1,4 +1,4 @@
-"""The `crmwatch` command: serve (default), org, client, schema, seed."""
+"""The `crmwatch` command: serve (default), org, client, schema, seed, bulk-read."""
 
 from __future__ import annotations
 
@@ -7,13 +7,17 @@ import os
 import sys
 import time
 from collections.abc import Callable, Coroutine
-from typing import Any, TypeVar
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 import orjson
 
 from crmwatch.config import Settings, env_name
 from crmwatch.store.base import Flow
+
+if TYPE_CHECKING:
+    from crmwatch.client.bulkread import Page
 
 T = TypeVar("T")
 
@@ -377,3 +381,130 @@ def seed(module_name: str, count: int, org_name: str | None, random_seed: int | 
     except LookupError as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(f"seeded {n} {module_name}")
+
+
+class _BulkProgress:
+    """`bulk-read` progress on stderr: job states as lines, bytes as a bar on a terminal (a
+    status line per download elsewhere); each page's summary on stdout."""
+
+    def __init__(self) -> None:
+        import contextlib
+
+        self.tty = sys.stderr.isatty()
+        self.bars = contextlib.ExitStack()
+        self.bar: Any = None
+        self.shown = 0
+        self.inline = False
+
+    def close(self) -> None:
+        self.bars.close()
+        self.bar = None
+        if self.inline:
+            click.echo(err=True)
+            self.inline = False
+
+    def state(self, job_id: str, state: str) -> None:
+        self.close()
+        click.echo(f"job {job_id}: {state}", err=True)
+
+    def download(self, job_id: str, done: int, total: int | None) -> None:
+        if done == 0:
+            self.close()
+            self.shown = 0
+            label = f"downloading job {job_id}"
+            if self.tty and total:
+                self.bar = self.bars.enter_context(click.progressbar(
+                    length=total, label=label, file=sys.stderr))
+            else:
+                click.echo(label + (f" ({total:,} bytes)" if total else ""), err=True)
+        elif self.bar is not None:
+            self.bar.update(done - self.shown)
+            self.shown = done
+        elif self.tty:
+            click.echo(f"\r{done:,} bytes", nl=False, err=True)
+            self.inline = True
+
+    def rate_limited(self, seconds: float) -> None:
+        self.close()
+        click.echo(f"download refused with 429 (rate limit): retrying in {seconds:g} s",
+                   err=True)
+
+    def page_done(self, page: Page) -> None:
+        self.close()
+        click.echo(f"job {page.job_id}: page {page.page}, {page.count} records, "
+                   f"{page.size:,} bytes -> {page.path}")
+
+
+@main.command("bulk-read")
+@click.option("--module", "module_name", required=True, help="Module API name, e.g. Leads.")
+@click.option("--fields", default=None, help="Comma-separated field API names; default: all.")
+@click.option("--criteria", default=None, help="A Zoho bulk criteria as JSON, or one "
+              "condition as Field:comparator:value (in/between: comma-separated values).")
+@click.option("--page", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Page of 200,000 records (the first one with --all-pages).")
+@click.option("--all-pages", is_flag=True, help="Follow more_records: the next pages go to "
+              "FILE-2.zip, FILE-3.zip, ...")
+@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="The zip file to write (the server's zip, one CSV inside).")
+@click.option("--api-version", default="v8", show_default=True)
+@click.option("--api-url", envvar="ZOHO_API_URL", default=None, help="API base URL, e.g. "
+              "https://www.zohoapis.eu; default: the token answer's api_domain "
+              "[env: ZOHO_API_URL].")
+@click.option("--accounts-url", envvar="ZOHO_ACCOUNTS_URL", default=None, help="Base URL of "
+              "/oauth/v2/token, e.g. https://accounts.zoho.eu; default: --api-url (crmwatch "
+              "serves both) [env: ZOHO_ACCOUNTS_URL].")
+@click.option("--client-id", envvar="ZOHO_CLIENT_ID", required=True,
+              help="[env: ZOHO_CLIENT_ID]")
+@click.option("--client-secret", envvar="ZOHO_CLIENT_SECRET", required=True,
+              help="[env: ZOHO_CLIENT_SECRET]")
+@click.option("--refresh-token", envvar="ZOHO_REFRESH_TOKEN", required=True,
+              help="[env: ZOHO_REFRESH_TOKEN]")
+@click.option("--poll-seconds", type=click.FloatRange(min=0.01), default=5.0,
+              show_default=True, help="Longest wait between status polls.")
+@click.option("--timeout", type=click.FloatRange(min=0), default=3600.0, show_default=True,
+              help="Seconds to wait for each job to finish.")
+def bulk_read(module_name: str, fields: str | None, criteria: str | None, page: int,
+              all_pages: bool, out: Path, api_version: str, api_url: str | None,
+              accounts_url: str | None, client_id: str, client_secret: str,
+              refresh_token: str, poll_seconds: float, timeout: float) -> None:
+    """Export a module with the Bulk Read API of crmwatch or Zoho CRM into zipped CSV."""
+    import re
+
+    from crmwatch.client import bulkread
+    from crmwatch.client.zoho import ClientError, Credentials, ZohoClient
+
+    if not re.fullmatch(r"v\d+(\.\d+)?", api_version):
+        raise click.BadParameter("expected v2, v2.1, v3 ... v8", param_hint="--api-version")
+    if not (accounts_url or api_url):
+        raise click.UsageError("give --accounts-url (Zoho) or --api-url (crmwatch), or set "
+                               "ZOHO_ACCOUNTS_URL / ZOHO_API_URL")
+    parsed = None
+    if criteria is not None:
+        try:
+            parsed = bulkread.parse_criteria(criteria)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--criteria") from exc
+    names = [f.strip() for f in (fields or "").split(",") if f.strip()]
+    query = bulkread.build_query(module_name, names, parsed, page)
+    progress = _BulkProgress()
+
+    async def work() -> list[Page]:
+        async with ZohoClient(Credentials(client_id, client_secret, refresh_token),
+                              accounts_url=accounts_url or api_url or "",
+                              api_url=api_url) as zoho:
+            return await bulkread.export(zoho, query, out, version=api_version,
+                                         all_pages=all_pages, poll_seconds=poll_seconds,
+                                         timeout=timeout, progress=progress)
+
+    try:
+        pages = asyncio.run(work())
+    except (ClientError, OSError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    finally:
+        progress.close()
+    last = pages[-1]
+    if len(pages) > 1:
+        click.echo(f"{sum(p.count for p in pages)} records in {len(pages)} files")
+    if last.more_records:
+        click.echo(f"more records after page {last.page}: run again with --page "
+                   f"{last.page + 1}, or with --all-pages", err=True)
