@@ -80,6 +80,25 @@ class Settings:
         0.005, "How long delivery outcomes are gathered before they are written together.")
     secret_grace_seconds: float = setting(
         86400.0, "After a signing-secret rotation, how long the old secret keeps signing too.")
+    bulk_results_dir: str = setting(
+        "", "Where Bulk Read results (zip files) are written; default: `crmwatch-bulk/` "
+            "beside the SQLite file, or in the system's temporary directory for PostgreSQL. "
+            "With several processes on several machines, a directory they all share.")
+    bulk_result_retention_hours: float = setting(
+        24.0, "How long a Bulk Read result can be downloaded (and its next_page_token used) "
+              "after the job completed; then the file is removed.")
+    bulk_max_active_jobs: int = setting(
+        10, "Bulk Read jobs an org may have waiting or running at once; more are refused "
+            "with TOO_MANY_REQUESTS (429). 0: no limit.")
+    bulk_downloads_per_minute: int = setting(
+        10, "Bulk Read result downloads per org and minute in one process (Zoho: 10); the "
+            "next answers 429 until a minute after the first. 0: no limit.")
+    bulk_lease_seconds: float = setting(
+        30.0, "How long a runner's claim on a Bulk Read job lasts without renewal; a job left "
+              "by a runner that died is taken over once this has passed.")
+    bulk_max_attempts: int = setting(
+        3, "Runs a Bulk Read job gets before it is failed, when its runner keeps dying "
+           "during the export.")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str], **overrides: Any) -> Settings:

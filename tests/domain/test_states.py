@@ -67,8 +67,13 @@ class TestBulk:
     def test_paths(self) -> None:
         for old, new in [(B.ADDED, B.IN_PROGRESS), (B.IN_PROGRESS, B.COMPLETED),
                          (B.IN_PROGRESS, B.FAILURE), (B.ADDED, B.FAILURE),
-                         (B.IN_PROGRESS, B.ADDED)]:
+                         (B.IN_PROGRESS, B.ADDED), (B.IN_PROGRESS, B.IN_PROGRESS)]:
             check_transition(old, new)
+
+    def test_finished_jobs_stay_finished(self) -> None:
+        for old, new in itertools.product((B.COMPLETED, B.FAILURE), B):
+            with pytest.raises(ValueError):
+                check_transition(old, new)
 
     def test_every_pair_follows_the_table(self) -> None:
         for old, new in itertools.product(B, B):

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from starlette.requests import Request
 
 from crmwatch.api.auth import Gate
+from crmwatch.bulk.jobs import DownloadLimit
 from crmwatch.config import Settings
 from crmwatch.domain.errors import InvalidUrlPattern
 from crmwatch.domain.versions import ApiVersion, parse_version
@@ -23,6 +24,11 @@ class AppState:
     """The DeliveryService of this process, when it runs workers."""
     bulk: Any = None
     """The BulkRunner of this process, when it runs workers."""
+    bulk_downloads: DownloadLimit = field(init=False)
+    """Bulk Read downloads per org and minute (in this process)."""
+
+    def __post_init__(self) -> None:
+        self.bulk_downloads = DownloadLimit(self.settings.bulk_downloads_per_minute)
 
     def wake_delivery(self) -> None:
         if self.delivery is not None:

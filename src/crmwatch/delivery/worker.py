@@ -25,6 +25,7 @@ from zoneinfo import ZoneInfo
 
 import orjson
 
+from crmwatch.config import Settings
 from crmwatch.delivery import signing
 from crmwatch.delivery.sender import Outcome, Sender
 from crmwatch.domain import clock
@@ -70,6 +71,15 @@ class OrgInfo:
     checked: float
 
 
+def retry_schedule(settings: Settings) -> RetrySchedule:
+    """The retry schedule the settings describe (webhooks and Bulk Read callbacks)."""
+    return RetrySchedule(
+        initial_ms=int(settings.retry_initial_seconds * 1000),
+        max_delay_ms=int(settings.retry_max_delay_seconds * 1000),
+        window_ms=int(settings.retry_window_seconds * 1000),
+    )
+
+
 class DeliveryService:
     """Runs dispatch and delivery for every org of a store until stopped."""
 
@@ -81,11 +91,9 @@ class DeliveryService:
         self.sender = sender or Sender(settings)
         self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
         self.base_url: str = settings.public_base_url
-        self.schedule = RetrySchedule(
-            initial_ms=int(settings.retry_initial_seconds * 1000),
-            max_delay_ms=int(settings.retry_max_delay_seconds * 1000),
-            window_ms=int(settings.retry_window_seconds * 1000),
-        )
+        self.schedule = retry_schedule(settings)
+        self._jitter = random.Random()
+        """Its own generator: the process-wide one belongs to the application."""
         self.lease_ms = int(settings.delivery_lease_seconds * 1000)
         self.channels: dict[tuple[int, str], ChannelState] = {}
         self.orgs: dict[int, OrgInfo] = {}
@@ -375,7 +383,7 @@ class DeliveryService:
                 now,
                 first_attempt_ms=first,
                 retry_after_s=outcome.retry_after_s,
-                jitter=random.random(),
+                jitter=self._jitter.random(),
             )
             if nxt is None:
                 status, next_ms = "dead", now

@@ -12,7 +12,8 @@ Delivery:
 Bulk-read job (Zoho's spellings, `IN PROGRESS` with a space):
     ADDED -> IN PROGRESS -> COMPLETED | FAILURE
     ADDED -> FAILURE
-    IN PROGRESS -> ADDED                        (requeued after its runner died)
+    IN PROGRESS -> ADDED                        (given back by a runner that stops)
+    IN PROGRESS -> IN PROGRESS                  (taken over after its runner's lease lapsed)
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ DELIVERY_TRANSITIONS: Mapping[DeliveryState, frozenset[DeliveryState]] = {
 _B = BulkState
 BULK_TRANSITIONS: Mapping[BulkState, frozenset[BulkState]] = {
     _B.ADDED: frozenset({_B.IN_PROGRESS, _B.FAILURE}),
-    _B.IN_PROGRESS: frozenset({_B.COMPLETED, _B.FAILURE, _B.ADDED}),
+    _B.IN_PROGRESS: frozenset({_B.COMPLETED, _B.FAILURE, _B.ADDED, _B.IN_PROGRESS}),
     _B.COMPLETED: frozenset(),
     _B.FAILURE: frozenset(),
 }

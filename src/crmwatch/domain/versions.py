@@ -24,6 +24,11 @@ class ApiVersion:
         return timedelta(days=1) if self.number < 4 else timedelta(weeks=1)
 
     @property
+    def has_bulk_page_token(self) -> bool:
+        """Bulk Read's `page_token` / `next_page_token` arrived with v7 (spec/bulk-read.md)."""
+        return self.number >= 7
+
+    @property
     def has_notification_condition(self) -> bool:
         return self.number >= 6
 

@@ -58,9 +58,13 @@ class Row:
                    None if r[5] is None else int(r[5]))
 
 
+_rng = random.Random()
+"""The store's own generator: the process-wide one belongs to the application."""
+
+
 def new_batch() -> int:
     """A batch id for one API call: microseconds and a random tail, unique in practice."""
-    return time.time_ns() // 1000 * 1000 + random.getrandbits(9)
+    return time.time_ns() // 1000 * 1000 + _rng.getrandbits(9)
 
 
 def _related(module: Module, values: Mapping[str, Any]) -> str:
