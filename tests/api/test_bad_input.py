@@ -43,6 +43,15 @@ class TestRequestLevelErrors:
             assert_error(r, 400, code)
         assert api.get("/crm/v8/Leads").status_code == 204
 
+    def test_non_ascii_digits(self, api: httpx.Client) -> None:
+        """"²" and "٣" are digits to str.isdigit() but not to int(): 400, never a 500."""
+        for path, param in [("/crm/v8/Leads", "page"), ("/crm/v8/Leads", "per_page"),
+                            ("/crm/v8/Leads/deleted", "page"),
+                            ("/crmwatch/v1/changes", "since"), ("/crmwatch/v1/changes", "limit")]:
+            for value in ("²", "٣"):
+                r = api.get(path, params={param: value})
+                assert_error(r, 400, "INVALID_DATA")
+
     def test_oversize_body(self, live: Live) -> None:
         server = start_server(live.database_url, org="small", max_body_bytes=1000)
         try:

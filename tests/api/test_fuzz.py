@@ -11,28 +11,40 @@ OpenAPI 3.1 meta-schema, then every operation is fuzzed by schemathesis with pos
 * every non-204 response is `application/json;charset=utf-8`, every 204 is empty.
 
 Random module names and record ids only ever reach the "unknown module" branch, so before
-fuzzing the test seeds records and sharpens a copy of the document with the live server's
-own metadata: module names, record, user and field ids become enums of live values (plus a
-few unknown ones), and a few modules get concrete operations (`/crm/{version}/Leads`, ...)
-whose bodies are typed from their field metadata and whose search criteria follow Zoho's
-grammar. Only request schemas are sharpened; responses are checked against the schemas of
-the served document, and negative generation still sends values outside the enums.
+fuzzing the test seeds records, notification channels, deliveries (delivered and dead) and a
+completed Bulk Read job, and sharpens a copy of the document with the live server's own
+metadata: module names, record, user, field, channel, delivery and job ids become enums of
+live values (plus a few unknown ones), and a few modules get concrete operations
+(`/crm/{version}/Leads`, ...) whose bodies are typed from their field metadata and whose
+search criteria follow Zoho's grammar. Only request schemas are sharpened; responses are
+checked against the schemas of the served document, and negative generation still sends
+values outside the enums.
+
+The server delivers webhooks and Bulk Read callbacks while it is fuzzed, so every URL it is
+given (`notify_url`, `callback.url`) is one of two local receivers (one answers 200, one
+500), and the server refuses every address but loopback (`denied_networks`): nothing it is
+fuzzed with makes it reach beyond this machine. After fuzzing, a fresh channel must still be
+notified of a fresh change: the dispatcher survived whatever channels the fuzz left.
 
 A failure names the operation, the check and a curl command that reproduces it; the server's
 traceback is in the captured log. The summary printed (`-s`) gives, per operation, the
 status codes seen: what the run reached.
 
 Knobs: `CRMWATCH_FUZZ_EXAMPLES` (examples per operation; default 30 on SQLite, 12 on
-PostgreSQL) and `CRMWATCH_FUZZ_SEED` (an integer, or `random`; default: derandomized, so a
-run is repeatable).
+PostgreSQL), `CRMWATCH_FUZZ_SEED` (an integer, or `random`; default: derandomized, so a
+run is repeatable) and `CRMWATCH_FUZZ_ONLY` (a regular expression: fuzz only the operations
+whose label, e.g. `PATCH /crm/{version}/actions/watch`, it matches).
 """
 
 from __future__ import annotations
 
 import copy
+import ipaddress
 import os
+import re
 import time
 from collections import Counter
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -52,7 +64,8 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from crmwatch.api import openapi
-from tests.conftest import Live
+from tests.conftest import Live, start_server
+from tests.receiver import Receiver
 
 JSON_TYPE = "application/json;charset=utf-8"
 DOC_PATH = "/crmwatch/v1/openapi.json"
@@ -73,6 +86,13 @@ NASTY_TIMES = ["0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00", "0000-0
 """Edges of the date and time range, impossible dates, over-precise fractions, bad offsets."""
 NASTY_TEXT = ["a\x00b", "\x00", "é" * 300, "'; DROP TABLE records; --", "%s%n", "\u202e"]
 """NUL (PostgreSQL rejects it in text), over-long, SQL and format strings, a bidi override."""
+WATCHED = ("Leads", "Contacts", "Deals", "Quoted_Items")
+"""Modules the fuzzed channels watch (the last one a subform module)."""
+CHANNEL_IDS = ("1000", "1001", "1002", "9223372036854775807")
+"""The seeded channels (1000 and 1001 exist before fuzzing), and two that do not."""
+ONLY_LOOPBACK = ",".join([*(str(n) for n in ipaddress.ip_network("0.0.0.0/0").address_exclude(
+    ipaddress.ip_network("127.0.0.0/8"))), "::/0"])
+"""`denied_networks` for every address but IPv4 loopback (where the receivers listen)."""
 OPERATORS = ("equals", "not_equal", "starts_with", "ends_with", "contains", "not_contains",
              "in", "not_in", "greater_than", "greater_equal", "less_than", "less_equal",
              "between", "not_between")
@@ -84,6 +104,11 @@ def json_media_type(ctx: Any, response: Any, case: Any) -> bool | None:
         assert not response.content, f"204 with a body: {response.content[:200]!r}"
         return None
     found = (response.headers.get("content-type") or [None])[0]
+    if response.status_code == 200 and case.operation.path.endswith("/read/{job_id}/result"):
+        assert found == "application/zip", f"Content-Type {found!r} for a download"
+        disposition = (response.headers.get("content-disposition") or [""])[0]
+        assert disposition.startswith("attachment; filename="), disposition
+        return None
     assert found == JSON_TYPE, f"Content-Type {found!r}, expected {JSON_TYPE!r}"
     return None
 
@@ -104,6 +129,31 @@ def _seeded(test: Any) -> Any:
     if raw.isdigit():
         return seed(int(raw))(test)
     return test
+
+
+# -- the server -------------------------------------------------------------------------------
+
+@pytest.fixture
+def receivers() -> Iterator[tuple[Receiver, Receiver]]:
+    """A receiver that takes every webhook, and one that refuses them all (500)."""
+    ok, failing = Receiver().start(), Receiver(status=500).start()
+    try:
+        yield ok, failing
+    finally:
+        ok.stop()
+        failing.stop()
+
+
+@pytest.fixture
+def live(database_url: str) -> Iterator[Live]:
+    """The server, delivering to loopback only; failing deliveries die within a second."""
+    server = start_server(database_url, denied_networks=ONLY_LOOPBACK,
+                          retry_initial_seconds=0.2, retry_max_delay_seconds=0.5,
+                          retry_window_seconds=1.0)
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 # -- seeding ----------------------------------------------------------------------------------
@@ -140,6 +190,54 @@ def seed_records(api: httpx.Client) -> dict[str, list[str]]:
     r = api.delete("/crm/v8/Leads", params={"ids": ids["Leads"][-1]})
     assert r.status_code == 200, r.text
     return ids
+
+
+def seed_channels(api: httpx.Client, ok: Receiver, failing: Receiver) -> None:
+    """Channel 1000 on the receiver that takes webhooks, 1001 on the one that refuses them."""
+    r = api.post("/crm/v8/actions/watch", json={"watch": [
+        {"channel_id": CHANNEL_IDS[0], "notify_url": ok.url + "/hook?key=1",
+         "events": ["Leads.all", "Contacts.create"], "token": "fuzz",
+         "return_affected_field_values": True},
+        {"channel_id": CHANNEL_IDS[1], "notify_url": failing.url + "/hook",
+         "events": ["Leads.create"]}]})
+    assert r.status_code == 200, r.text
+
+
+def wait_deliveries(api: httpx.Client, timeout: float = 30) -> list[str]:
+    """The ids of the delivery log once it holds a delivered and a dead delivery."""
+    deadline = time.monotonic() + timeout
+    while True:
+        r = api.get("/crmwatch/v1/deliveries")
+        log = r.json()["deliveries"] if r.status_code == 200 else []
+        if {"delivered", "dead"} <= {d["status"] for d in log}:
+            return [d["id"] for d in log]
+        assert time.monotonic() < deadline, log
+        time.sleep(0.1)
+
+
+def seed_bulk_job(api: httpx.Client, ok: Receiver, timeout: float = 60) -> str:
+    """A completed Bulk Read export of Leads (its callback goes to `ok`)."""
+    r = api.post("/crm/bulk/v8/read", json={"query": {"module": {"api_name": "Leads"}},
+                                            "callback": {"url": ok.url + "/bulk"}})
+    assert r.status_code == 201, r.text
+    job_id: str = r.json()["data"][0]["details"]["id"]
+    deadline = time.monotonic() + timeout
+    while api.get(f"/crm/bulk/v8/read/{job_id}").json()["data"][0]["state"] != "COMPLETED":
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    return job_id
+
+
+def still_delivers(api: httpx.Client, ok: Receiver) -> None:
+    """A fresh channel is notified of a fresh change (the dispatcher survived the fuzz)."""
+    r = api.post("/crm/v8/actions/watch", json={"watch": [
+        {"channel_id": "4242", "notify_url": ok.url + "/after", "events": ["Accounts.create"]}]})
+    assert r.status_code == 200, r.text
+    (account,) = _create(api, "Accounts", [{"Account_Name": "After the fuzz"}])
+    deadline = time.monotonic() + 30
+    while not any(x.path == "/after" and account in x.json["ids"] for x in list(ok.received)):
+        assert time.monotonic() < deadline, "no notification after the fuzz"
+        time.sleep(0.05)
 
 
 # -- sharpening the document with live metadata -------------------------------------------------
@@ -287,6 +385,90 @@ def sharpen(doc: dict[str, Any], fields_of: dict[str, list[dict[str, Any]]],
     return doc
 
 
+def sharpen_notifications(doc: dict[str, Any], fields_of: dict[str, list[dict[str, Any]]],
+                          urls: list[str], delivery_ids: list[str], job_ids: list[str]
+                          ) -> dict[str, Any]:
+    """Steer the Notification, delivery log and Bulk Read operations toward live values.
+
+    `urls` are the receivers' (every URL the server is given is one of them, so it never
+    reaches beyond loopback); channel ids are the seeded ones, events and conditions name
+    watched modules and Leads fields.
+    """
+    doc = copy.deepcopy(doc)
+    schemas, params, paths = (doc["components"]["schemas"], doc["components"]["parameters"],
+                              doc["paths"])
+    schemas["NotifyUrl"] = {"enum": urls}
+    schemas["CallbackUrl"] = {"enum": [*urls, "ftp://127.0.0.1/x"]}
+    schemas["ChannelId"] = {"enum": [*CHANNEL_IDS, int(CHANNEL_IDS[0])]}
+    # Half the events, and half the versions, are those a Leads condition needs (v6+).
+    schemas["WatchEvent"] = {"anyOf": [
+        {"enum": [f"Leads.{op}" for op in ("create", "edit", "delete", "all")]},
+        {"enum": [*(f"{m}.{op}" for m in WATCHED[1:] for op in ("create", "edit", "all")),
+                  "leads.UPDATE", "Leads.bogus", "No_Such_Module.all"]}]}
+    lead_fields = [f["api_name"] for f in fields_of["Leads"]]
+    # Conditions name Leads (mostly) and its fields, so some of them hold.
+    for ref, names in (("ModuleRef", ["Leads", "leads", "Contacts", "No_Such_Module"]),
+                       ("FieldRef", [*lead_fields[1:9], "No_Such_Field"])):
+        schemas[ref] = {"type": "object", "required": ["api_name"],
+                        "additionalProperties": False,
+                        "properties": {"api_name": {"enum": names}}}
+    for name in ("WatchChannelInput", "WatchMergeInput"):  # NUL anywhere fails the request
+        props = schemas[name]["properties"]
+        props["token"] = {"anyOf": [
+            {"type": "string", "maxLength": 51, "pattern": "^[^\x00]*$"}, {"type": "null"},
+            {"enum": [t for t in NASTY_TEXT if "\x00" not in t]}]}
+        props["fields"] = {"anyOf": [{"type": "null"}, {"type": "array", "maxItems": 2,
+                                                        "items": {"enum": lead_fields[:3]}}]}
+        for key in ("resource_uri", "resource_id", "resource_name"):
+            props[key] = {"enum": [None, "Leads"]}
+    channel_ids = "|".join(CHANNEL_IDS)
+    watch = paths["/crm/{version}/actions/watch"]
+    watch["parameters"] = [{**params["Version"], "schema": {"anyOf": [
+        {"enum": ["v6", "v7", "v8"]}, {"enum": ["v2", "v2.1", "v3", "v4", "v5"]}]}}]
+    _path_param(watch["get"], "channel_id")["schema"] = {"enum": list(CHANNEL_IDS)}
+    _path_param(watch["get"], "module")["schema"] = {"enum": [*WATCHED, "No_Such_Module"]}
+    _path_param(watch["delete"], "channel_ids")["schema"] = {
+        "type": "string", "pattern": f"^({channel_ids})(,({channel_ids})){{0,2}}$"}
+    log = paths["/crmwatch/v1/deliveries"]["get"]
+    _path_param(log, "channel_id")["schema"] = {"enum": list(CHANNEL_IDS)}
+    # "²" and "１２" pass str.isdigit(); int() refuses the first (a 500 once)
+    whole = {"anyOf": [{"type": "integer", "minimum": 1, "maximum": 3},
+                       {"enum": ["²", "１２", "0", "-1", "1e3", "201"]}]}
+    for op in (watch["get"], log):
+        for name in ("page", "per_page"):
+            found = [p for p in op["parameters"] if p.get("name") == name]
+            if found:
+                found[0]["schema"] = whole
+            else:  # shared by reference: a copy for this operation alone
+                op["parameters"] = [p for p in op["parameters"]
+                                    if p.get("$ref") != "#/components/parameters/PerPage"]
+                op["parameters"].append({**params["PerPage"], "schema": whole})
+    params["DeliveryId"]["schema"] = {"enum": [*delivery_ids, "1", "999999999999999999"]}
+    params["JobId"]["schema"] = {"enum": [*job_ids, *UNKNOWN_IDS]}
+    # a page_token needs a previous page of 200 000 records: generate queries only
+    schemas["BulkQuery"].pop("anyOf")
+    schemas["BulkQuery"]["required"] = ["module"]
+    query = schemas["BulkQuery"]["properties"]
+    query.pop("page_token")
+    names = sorted(fields_of)
+    query["module"] = {"anyOf": [{"enum": [*names, "No_Such_Module"]}, {
+        "type": "object", "required": ["api_name"], "additionalProperties": False,
+        "properties": {"api_name": {"enum": [*names, "No_Such_Module"]}}}]}
+    query["fields"] = {"type": "array", "maxItems": 5,
+                       "items": {"enum": [*lead_fields, "No_Such_Field", "Owner.email"]}}
+    leaf = schemas["BulkCriteria"]["oneOf"][0]
+    leaf["properties"]["field"] = {"type": "object", "required": ["api_name"],
+                                   "additionalProperties": False,
+                                   "properties": {"api_name": {"enum": lead_fields}}}
+    leaf["properties"]["api_name"] = {"enum": [*lead_fields, "No_Such_Field"]}
+    leaf["properties"]["value"] = {"anyOf": [
+        {"type": "string", "maxLength": 12}, {"type": "integer"}, {"type": "boolean"},
+        {"enum": ["${EMPTY}", "2026-01-05", "2026-01-05T10:00:00+01:00", *NASTY_NUMBERS[:4],
+                  *NASTY_TIMES[:3]]},
+        {"type": "array", "maxItems": 3, "items": {"type": ["string", "number"]}}]}
+    return doc
+
+
 def _body(record: dict[str, Any]) -> dict[str, Any]:
     return {"application/json": {"schema": {
         "type": "object", "required": ["data"],
@@ -343,25 +525,35 @@ def test_document_loads_from_the_server(live: Live) -> None:
     assert schema.raw_schema["openapi"].startswith("3.1.")
     assert schema.raw_schema["servers"] == [{"url": live.base_url}]
     labels = {r.ok().label for r in schema.get_all_operations()}
-    # 24 operations; loaded from a URL, schemathesis leaves out the one serving the document
-    assert len(labels) == 23, sorted(labels)
+    # 38 operations; loaded from a URL, schemathesis leaves out the one serving the document
+    assert len(labels) == 37, sorted(labels)
     assert "GET /crm/{version}/{module}/{record_id}" in labels
+    assert "PATCH /crm/{version}/actions/watch" in labels
+    assert "GET /crm/bulk/{version}/read/{job_id}/result" in labels
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(300)
-def test_fuzz_every_operation(live: Live) -> None:
+@pytest.mark.timeout(400)
+def test_fuzz_every_operation(live: Live, receivers: tuple[Receiver, Receiver]) -> None:
+    ok, failing = receivers
+    seeding = time.monotonic()
     with live.http() as api:
+        seed_channels(api, ok, failing)
         ids = seed_records(api)
+        delivery_ids = wait_deliveries(api)
+        job_ids = [seed_bulk_job(api, ok)]
         modules = api.get("/crm/v8/settings/modules").json()["modules"]
         fields_of = {m["api_name"]: api.get("/crm/v8/settings/fields",
                                             params={"module": m["api_name"]}).json()["fields"]
                      for m in modules}
         user_ids = [u["id"] for u in api.get("/crm/v8/users").json()["users"]]
     served = httpx.get(live.base_url + DOC_PATH).json()
-    schema = schemathesis.openapi.from_dict(sharpen(served, fields_of, ids, user_ids))
+    urls = [ok.url + "/hook?key=1", ok.url + "/other", failing.url + "/hook"]
+    schema = schemathesis.openapi.from_dict(sharpen_notifications(
+        sharpen(served, fields_of, ids, user_ids), fields_of, urls, delivery_ids, job_ids))
     schema.validate()
 
+    seeding = time.monotonic() - seeding
     headers = {"Authorization": f"Zoho-oauthtoken {live.token()}"}
     examples = _examples(live)
     failures: list[str] = []
@@ -369,7 +561,9 @@ def test_fuzz_every_operation(live: Live) -> None:
     took: dict[str, float] = {}
     started = time.monotonic()
     with requests.Session() as session:
-        operations = [result.ok() for result in schema.get_all_operations()]
+        only = os.environ.get("CRMWATCH_FUZZ_ONLY", "")
+        operations = [op for op in (result.ok() for result in schema.get_all_operations())
+                      if re.search(only, op.label)]
         # deletions last, so the seeded records serve the other operations first
         for operation in sorted(operations, key=lambda op: op.method.upper() == "DELETE"):
             statuses: Counter[int] = Counter()
@@ -385,6 +579,9 @@ def test_fuzz_every_operation(live: Live) -> None:
     elapsed = time.monotonic() - started
     summary = "\n".join(f"{label}: {dict(sorted(c.items()))} in {took[label]:.1f}s"
                         for label, c in sorted(seen.items()))
-    print(f"fuzzed {len(seen)} operations x {examples} examples in {elapsed:.1f}s\n{summary}")
+    print(f"seeded in {seeding:.1f}s, fuzzed {len(seen)} operations x {examples} examples in "
+          f"{elapsed:.1f}s\n{summary}")
     if failures:
         pytest.fail(f"{len(failures)} operation(s) failed:\n\n" + "\n\n".join(failures))
+    with live.http() as api:
+        still_delivers(api, ok)

@@ -30,14 +30,15 @@ def _whole(request: Request, name: str, default: int, high: int) -> int:
     raw = request.query_params.get(name)
     if raw is None or raw == "":
         return default
-    if not raw.isdigit() or not 1 <= int(raw) <= high:
+    # isascii: str.isdigit() also holds for digits such as "²", which int() refuses
+    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= high:
         raise InvalidData(f"{name} must be a whole number from 1 to {high}", param_name=name)
     return int(raw)
 
 
 def _delivery_id(request: Request) -> int:
     raw = request.path_params["delivery_id"]
-    if not raw.isdigit() or len(raw) > 18:
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 18:
         raise InvalidUrlPattern()
     return int(raw)
 
@@ -79,10 +80,13 @@ async def get_delivery(request: Request) -> Response:
 async def redeliver(request: Request) -> Response:
     """Send one delivery again (delivered, dead or retrying), now."""
     st, caller = await _caller(request, "UPDATE")
-    found = await st.store.write(store_deliveries.redeliver_one(
-        caller.tenant.org.id, _delivery_id(request), st.now_ms()))
+    org_id, delivery_id = caller.tenant.org.id, _delivery_id(request)
+    found = await st.store.write(store_deliveries.redeliver_one(org_id, delivery_id,
+                                                                st.now_ms()))
     if not found:
-        raise InvalidData("the delivery cannot be redelivered (unknown, pending or cancelled)")
+        if await st.store.read(store_deliveries.get_log(org_id, delivery_id)) is None:
+            raise InvalidUrlPattern("no such delivery")  # as GET .../{id} answers
+        raise InvalidData("the delivery cannot be redelivered (pending or cancelled)")
     st.wake_delivery()
     return json_response({"redelivered": 1})
 

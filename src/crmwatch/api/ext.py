@@ -23,7 +23,7 @@ def _whole(request: Request, name: str, default: int, low: int, high: int) -> in
     raw = request.query_params.get(name)
     if raw is None or raw == "":
         return default
-    if not raw.isdigit() or not low <= int(raw) <= high:
+    if not (raw.isascii() and raw.isdigit()) or not low <= int(raw) <= high:
         raise InvalidData(f"{name} must be a whole number from {low} to {high}",
                           param_name=name)
     return int(raw)

@@ -32,7 +32,7 @@ def error_response(err: ZohoError) -> Response:
 async def read_body(request: Request, limit: int) -> bytes:
     """The body, refused past `limit` bytes before or while reading."""
     declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
+    if declared is not None and declared.isascii() and declared.isdigit() and int(declared) > limit:
         raise PayloadTooLarge(limit=limit)
     chunks: list[bytes] = []
     size = 0

@@ -52,7 +52,8 @@ def _int_param(request: Request, name: str, default: int, low: int, high: int) -
     raw = request.query_params.get(name)
     if raw is None or raw == "":
         return default
-    if not raw.strip().lstrip("-").isdigit():
+    digits = raw.strip().lstrip("-")
+    if not (digits.isascii() and digits.isdigit()):  # "²".isdigit() is True
         raise InvalidData(f"invalid {name}", param_name=name, expected_data_type="integer")
     value = int(raw)
     if not low <= value <= high:

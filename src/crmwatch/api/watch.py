@@ -63,7 +63,8 @@ def _whole(request: Request, name: str, default: int, high: int) -> int:
     raw = request.query_params.get(name)
     if raw is None or raw == "":
         return default
-    if not raw.isdigit() or not 1 <= int(raw) <= high:
+    # isascii: str.isdigit() also holds for digits such as "²", which int() refuses
+    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= high:
         raise InvalidData(f"{name} must be a whole number from 1 to {high}", param_name=name)
     return int(raw)
 
