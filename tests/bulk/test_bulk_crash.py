@@ -3,6 +3,7 @@ completes with every record, and no partial file is left behind."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import signal
@@ -44,6 +45,14 @@ def children(pid: int) -> list[int]:
                 continue
             if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
                 out.append(int(entry.name))
+    return out
+
+
+def nices(pids: list[int]) -> list[int]:
+    out = []
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            out.append(int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[16]))
     return out
 
 
@@ -106,15 +115,17 @@ def test_kill_during_export(database_url: str, tmp_path: Path) -> None:
                 state = "ADDED"
                 while state == "ADDED":
                     state = api.get(f"/crm/bulk/v8/read/{job_id}").json()["data"][0]["state"]
+                # the export process starts (spawn) and lowers its priority
+                deadline = time.time() + 20
+                while 10 not in nices(children(proc.pid)) and time.time() < deadline:
+                    time.sleep(0.05)
+                state = api.get(f"/crm/bulk/v8/read/{job_id}").json()["data"][0]["state"]
                 seen.add(state)
                 if state == "IN PROGRESS":
                     break
             assert state == "IN PROGRESS", f"every export ended before the kill: {seen}"
         orphans = children(proc.pid)  # the export process (and multiprocessing's helper)
-        assert orphans, "the export runs in a child process"
-        nices = [int(Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()[16])
-                 for p in orphans]
-        assert 10 in nices, f"the export runs at a lower priority: {nices}"
+        assert 10 in nices(orphans), "the export runs in a child process, at nice +10"
         proc.send_signal(signal.SIGKILL)
         proc.wait(20)
         deadline = time.time() + 15
