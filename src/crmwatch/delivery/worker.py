@@ -12,6 +12,7 @@ sent again, with the same notification id).
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import os
@@ -71,6 +72,10 @@ class OrgInfo:
     checked: float
 
 
+FLUSHED_MEMORY_S = 60.0
+"""How long a written outcome is remembered against window reads that began earlier."""
+
+
 def retry_schedule(settings: Settings) -> RetrySchedule:
     """The retry schedule the settings describe (webhooks and Bulk Read callbacks)."""
     return RetrySchedule(
@@ -102,6 +107,12 @@ class DeliveryService:
         self._unflushed: set[int] = set()
         """Deliveries settled in memory whose outcome is not written yet: a window reload
         must neither send them again nor trust their stale rows."""
+        self._flushed: dict[int, float] = {}
+        self._flushed_order: collections.deque[tuple[float, int]] = collections.deque()
+        """When (monotonic) each recently written outcome was written: a window read that
+        began before that write may still show the delivery as owed (PostgreSQL reads run
+        beside writes), so its row is not taken back."""
+
         self._wake_dispatch = asyncio.Event()
         self._wake_send = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
@@ -114,7 +125,11 @@ class DeliveryService:
     async def start(self) -> None:
         await self.sender.start()
         loop = asyncio.get_running_loop()
-        hooks = getattr(self.store, "on_commit", None)
+        # A commit makes new events visible on SQLite; on PostgreSQL only their numbering
+        # by the journal sequencer does.
+        hooks = getattr(self.store, "on_sequenced", None)
+        if hooks is None:
+            hooks = getattr(self.store, "on_commit", None)
         if hooks is not None:
             hooks.append(lambda: loop.call_soon_threadsafe(self._wake_dispatch.set))
         self._tasks = [
@@ -152,8 +167,11 @@ class DeliveryService:
     # -- dispatch -----------------------------------------------------------------------------
 
     async def dispatch_once(self) -> int:
-        """Fold every org's new journal events into deliveries; returns how many were made."""
-        await self.store.sync_journal()
+        """Fold every org's numbered journal events into deliveries; returns how many were
+        made. Events not yet numbered (PostgreSQL) are left for a later round: the sequencer
+        wakes this loop when it numbers some, so no round waits for it."""
+        if getattr(self.store, "run_sequencer", True) is False:
+            await self.store.sync_journal()  # nobody else numbers this store's journal
         made = 0
         for org_id in await self.store.read(org_ids()):
             if not await self.store.read(behind(org_id)):
@@ -246,13 +264,15 @@ class DeliveryService:
                             if i in state.in_flight or i in self._unflushed}
             state.loaded_to = 0
         if len(state.window) < WINDOW // 2 or full:
+            read_from = time.monotonic()
             rows = await self.store.read(
                 store_deliveries.undelivered(
                     state.org_id, state.channel_id, state.loaded_to, WINDOW
                 )
             )
             for o in rows:
-                if o.id not in state.window and o.id not in self._unflushed:
+                if (o.id not in state.window and o.id not in self._unflushed
+                        and self._flushed.get(o.id, -1.0) < read_from):
                     state.window[o.id] = o
                 state.loaded_to = max(state.loaded_to, o.id)
             if full:
@@ -423,7 +443,16 @@ class DeliveryService:
             self._results = batch + self._results
             raise
         pending = {r.delivery_id for r in self._results}
-        self._unflushed -= {r.delivery_id for r in batch} - pending
+        written = {r.delivery_id for r in batch} - pending
+        now = time.monotonic()
+        for delivery_id in written:
+            self._flushed[delivery_id] = now
+            self._flushed_order.append((now, delivery_id))
+        while self._flushed_order and self._flushed_order[0][0] < now - FLUSHED_MEMORY_S:
+            _t, old = self._flushed_order.popleft()
+            if self._flushed.get(old, now) < now - FLUSHED_MEMORY_S:
+                del self._flushed[old]
+        self._unflushed -= written
 
     async def _flush_loop(self) -> None:
         while True:

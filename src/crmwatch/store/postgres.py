@@ -39,6 +39,9 @@ class PostgresStore:
         self.run_sequencer = True
         self._stopping = False
         self.on_commit: list[Any] = []
+        self.on_sequenced: list[Any] = []
+        """Called after this process's sequencer numbered new journal events (a dispatcher
+        waits for these, not for commits: an event is invisible to it until numbered)."""
         self._ids: list[int] = []
 
     async def _ensure_pool(self) -> asyncpg.Pool:
@@ -172,7 +175,10 @@ class PostgresStore:
                                          SEQUENCER_LOCK):
                 return 0
             rows = await conn.fetch(self._sql["sequence_events"], limit)
-            return len(rows)
+        if rows:
+            for hook in self.on_sequenced:
+                hook()
+        return len(rows)
 
     async def sync_journal(self) -> None:
         """Number every event committed before this call (read-your-writes for the feed)."""
