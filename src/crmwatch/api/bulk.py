@@ -285,7 +285,8 @@ async def download(request: Request) -> Response:
                          wait)
     if job.state is not BulkState.COMPLETED:
         raise _not_found(reason=f"the job is {job.state.value}, not COMPLETED")
-    if job.file_path is None:
+    if job.file_path is None or (job.expires_time is not None
+                                 and job.expires_time <= st.now_ms()):
         raise _not_found(reason="the result has expired")
     if not os.path.exists(job.file_path):
         log.error("bulk read job %s: result file %s is missing (is bulk_results_dir shared "
