@@ -31,6 +31,18 @@ class TestCreate:
         assert details["Created_Time"].endswith(("-08:00", "-07:00"))
         assert details["Created_By"]["id"].isdigit()
 
+    def test_unticked_checkbox_is_false(self, api: httpx.Client) -> None:
+        """A checkbox never set reads false, and null unticks it (Zoho has no empty one)."""
+        r = api.post("/crm/v8/Leads", json={"data": [{"Last_Name": "Box"}]})
+        rid = r.json()["data"][0]["details"]["id"]
+        assert api.get(f"/crm/v8/Leads/{rid}").json()["data"][0]["Email_Opt_Out"] is False
+        api.put(f"/crm/v8/Leads/{rid}", json={"data": [{"Email_Opt_Out": True}]})
+        assert api.get(f"/crm/v8/Leads/{rid}").json()["data"][0]["Email_Opt_Out"] is True
+        api.put(f"/crm/v8/Leads/{rid}", json={"data": [{"Email_Opt_Out": None}]})
+        assert api.get(f"/crm/v8/Leads/{rid}").json()["data"][0]["Email_Opt_Out"] is False
+        r = api.get("/crm/v8/Leads/search", params={"criteria": "(Email_Opt_Out:equals:false)"})
+        assert rid in [d["id"] for d in r.json()["data"]]
+
     def test_mixed_success_and_failure(self, api: httpx.Client) -> None:
         r = api.post("/crm/v8/Leads", json={"data": [
             {"Last_Name": "Ok"}, {"Company": "no name"},

@@ -84,9 +84,11 @@ def _lookup_id(f: Field, value: Any, path: str) -> dict[str, str]:
 
 
 def convert(f: Field, value: Any, path: str) -> Any:
-    """One input value in stored form; raises InvalidData for a wrong type or size."""
+    """One input value in stored form; raises InvalidData for a wrong type or size.
+
+    A checkbox has no empty state in Zoho: null clears it to false."""
     if value is None:
-        return None
+        return False if f.data_type == "boolean" else None
     t = f.data_type
     if t in ("text", "textarea", "email", "phone", "website", "picklist", "autonumber"):
         if isinstance(value, int | float) and not isinstance(value, bool) and t != "email":
@@ -168,6 +170,9 @@ def parse_input(module: Module, raw: Any, index: int, *, creating: bool,
         values[key] = convert(f, value, f"{path}.{key}")
     if creating:
         check_mandatory(module, values, index, root)
+        for f in module.fields:  # an unticked checkbox is false, as Zoho shows it
+            if f.data_type == "boolean" and not f.read_only and f.api_name not in values:
+                values[f.api_name] = False
     else:
         for key, value in values.items():
             if module.by_name[key].mandatory and value in (None, "", []):
