@@ -376,7 +376,7 @@ class TestRunner:
 def test_format_value() -> None:
     from zoneinfo import ZoneInfo
 
-    from crmwatch.bulk.csvzip import format_value
+    from crmwatch.bulk.cells import format_value
 
     la = ZoneInfo("America/Los_Angeles")
     assert format_value("text", None, la) == ""

@@ -23,7 +23,7 @@ from starlette.routing import Route
 from crmwatch.api.auth import Caller
 from crmwatch.api.http import json_response, read_json
 from crmwatch.api.state import AppState, state, version
-from crmwatch.bulk.jobs import job_json, token_usable
+from crmwatch.bulk.jobs import job_json, result_expired
 from crmwatch.domain import clock, criteria
 from crmwatch.domain.errors import ZohoError
 from crmwatch.domain.modules import Module
@@ -212,8 +212,7 @@ async def _from_token(st: AppState, caller: Caller, v: ApiVersion, body: dict[st
     if (prev is None or prev.org_id != caller.tenant.org.id
             or str(prev.created_by.get("id")) != str(caller.user.id)):
         raise _bad_token("invalid page_token")
-    retention_ms = int(st.settings.bulk_result_retention_hours * 3_600_000)
-    if not token_usable(prev, st.now_ms(), retention_ms):
+    if result_expired(prev, st.now_ms()):
         raise _bad_token("the page_token has expired", "EXPIRED_VALUE")
     module = _module(caller, prev.module)
     caller.require("modules", module.scope_name, "READ")
@@ -285,8 +284,7 @@ async def download(request: Request) -> Response:
                          wait)
     if job.state is not BulkState.COMPLETED:
         raise _not_found(reason=f"the job is {job.state.value}, not COMPLETED")
-    if job.file_path is None or (job.expires_time is not None
-                                 and job.expires_time <= st.now_ms()):
+    if job.file_path is None or result_expired(job, st.now_ms()):
         raise _not_found(reason="the result has expired")
     if not os.path.exists(job.file_path):
         log.error("bulk read job %s: result file %s is missing (is bulk_results_dir shared "

@@ -1,7 +1,8 @@
 """What every export process runs first: step back for the API, and exit with its server.
 
-The export is CPU-bound; at a lower scheduling priority (`nice` +10) it takes only the CPU the
-server's API and delivery work leave, so requests served during an export keep their latency.
+The export is CPU-bound; at a lower scheduling priority (`nice` +10) the server's API and
+delivery work get the CPU first. (It cannot lower PostgreSQL's own backend, which does half
+of a COPY export's work: see docs/benchmarks.md, Bulk Read.)
 
 A `ProcessPoolExecutor` worker whose parent is killed (kill -9, out of memory) waits on its
 call queue forever; with the watchdog it exits within a second instead of lingering. The

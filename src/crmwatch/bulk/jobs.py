@@ -55,9 +55,10 @@ def callback_body(job: Job) -> dict[str, Any]:
     return {"data": [job_json(job)]}
 
 
-def token_usable(job: Job, now_ms: int, retention_ms: int) -> bool:
-    """A next_page_token lives as long as its job's result (Zoho: at most 24 h)."""
-    return job.finished_time is not None and now_ms < job.finished_time + retention_ms
+def result_expired(job: Job, now_ms: int) -> bool:
+    """Whether the job's result (and so its next_page_token) is past its retention; a job
+    without a result has nothing to expire."""
+    return job.expires_time is not None and now_ms >= job.expires_time
 
 
 @dataclass

@@ -27,7 +27,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from crmwatch.bulk import cells
-from crmwatch.domain import criteria
+from crmwatch.bulk.csvzip import page_bounds, page_filter
 from crmwatch.domain.modules import LOOKUP_TYPES, NAME
 
 Write = Callable[[bytes], None]
@@ -91,24 +91,9 @@ def _field(name: str, data_type: str) -> str:
 def copy_query(spec: dict[str, Any]) -> tuple[str, str, list[Any]]:
     """The page's SELECT for COPY, the WHERE clause over `records r`, and their parameters."""
     columns: list[Sequence[str]] = [tuple(c) for c in spec["plan"]["columns"]]
-    args: list[Any] = [int(spec["org_id"]), spec["module"]]
-    where = ["r.org_id = $1::bigint", "r.module = $2::text"]
-    after = spec.get("after_id")
-    if after is not None:
-        args.append(int(after))
-        where.append(f"r.id > ${len(args)}::bigint")
-    if spec.get("criteria") is not None:
-        types = spec["plan"]["types"]
-        node = criteria.parse_bulk(spec["criteria"], types)
-        sql, extra = criteria.compile_sql(node, "postgres", types, param_start=len(args) + 1,
-                                          table="r")
-        args.extend(extra)
-        where.append(f"({sql})")
-    per_page = int(spec["per_page"])
+    where, args = page_filter(spec, "postgres")
     page = (f"SELECT r.id, r.data, r.created_time, r.modified_time FROM records r"
-            f" WHERE {' AND '.join(where)} ORDER BY r.id LIMIT {per_page}")
-    if after is None and int(spec["page"]) > 1:
-        page += f" OFFSET {(int(spec['page']) - 1) * per_page}"
+            f" WHERE {where} {page_bounds(spec, int(spec['per_page']))}")
     select = ["p.id"]
     for name, data_type in columns:
         if name == "Created_Time":
@@ -118,7 +103,7 @@ def copy_query(spec: dict[str, Any]) -> tuple[str, str, list[Any]]:
         else:
             select.append(f"NULLIF({_field(name, data_type)}, '')")
     query = f"SELECT {', '.join(select)} FROM ({page}) p ORDER BY p.id"
-    return query, " AND ".join(where), args
+    return query, where, args
 
 
 def _literal(name: str) -> str:

@@ -108,11 +108,6 @@ def job_by_token(token: str) -> Flow[Job | None]:
     return None if row is None else Job.from_db(row)
 
 
-def jobs_in_state(state: BulkState, limit: int = 100) -> Flow[list[int]]:
-    rows = yield Query("bulk_jobs_in_state", (state.value, limit), "all")
-    return [int(r[0]) for r in rows]
-
-
 def runnable(now_ms: int, limit: int = 10) -> Flow[list[int]]:
     """Jobs a runner may claim: ADDED, or IN PROGRESS under a lease that has lapsed."""
     rows = yield Query("bulk_jobs_runnable", (now_ms, limit), "all")

@@ -26,9 +26,6 @@ SELECT id, org_id, module, query, file_type, callback, state, created_time, crea
        page_token, callback_state, callback_attempts, callback_next_ms, callback_error
 FROM bulk_jobs WHERE page_token = $1;
 
--- bulk_jobs_in_state --
-SELECT id FROM bulk_jobs WHERE state = $1 ORDER BY id LIMIT $2;
-
 -- bulk_jobs_runnable --
 SELECT id FROM bulk_jobs
 WHERE state = 'ADDED' OR (state = 'IN PROGRESS' AND lease_until < $1)

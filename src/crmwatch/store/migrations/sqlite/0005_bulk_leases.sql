@@ -12,7 +12,6 @@ ALTER TABLE bulk_jobs ADD COLUMN expires_time INTEGER;
 ALTER TABLE bulk_jobs ADD COLUMN page_token TEXT;
 ALTER TABLE bulk_jobs ADD COLUMN callback_state TEXT;
 ALTER TABLE bulk_jobs ADD COLUMN callback_attempts INTEGER NOT NULL DEFAULT 0;
-ALTER TABLE bulk_jobs ADD COLUMN callback_first_ms INTEGER;
 ALTER TABLE bulk_jobs ADD COLUMN callback_next_ms INTEGER;
 ALTER TABLE bulk_jobs ADD COLUMN callback_error TEXT;
 CREATE UNIQUE INDEX bulk_jobs_page_token ON bulk_jobs (page_token);
