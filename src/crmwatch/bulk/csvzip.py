@@ -34,6 +34,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import gc
+import glob
 import os
 import queue
 import secrets
@@ -50,7 +51,7 @@ from crmwatch.domain import clock, criteria
 from crmwatch.domain.modules import NAME
 
 __all__ = ["ExportError", "ExportResult", "export", "job_spec", "page_bounds", "page_filter",
-           "results_dir"]
+           "remove_partials", "results_dir"]
 
 BATCH = 2000
 """SQLite rows formatted at a time."""
@@ -333,7 +334,7 @@ def export(spec: dict[str, Any], out_dir: str | None = None) -> ExportResult:
     target = spec.get("out_dir") or out_dir or results_dir(spec["database_url"])
     final = os.path.join(target, f"{spec['id']}.zip")
     _make_dir(target)
-    partial = f"{final}.{os.getpid()}.{secrets.token_hex(4)}.part"
+    partial = _partial_name(final)
     with _writing(final):
         file = open(partial, "xb")  # noqa: SIM115 (closed below, on every path)
     try:
@@ -355,6 +356,18 @@ def export(spec: dict[str, Any], out_dir: str | None = None) -> ExportResult:
         raise
     _sync_dir(target)
     return ExportResult(count, more, final, last_id)
+
+
+def _partial_name(final: str) -> str:
+    return f"{final}.{os.getpid()}.{secrets.token_hex(4)}.part"
+
+
+def remove_partials(final: str) -> None:
+    """Remove the partial files of earlier attempts at `final` (their processes died while
+    writing): call once the job is complete, when no export writes them any more."""
+    for path in glob.glob(glob.escape(final) + ".*.part"):
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(path)
 
 
 def _sync_dir(path: str) -> None:

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import glob
 import logging
 import multiprocessing
 import os
@@ -53,14 +52,6 @@ def _now_ms() -> int:
 
 def results_dir(settings: Settings) -> str:
     return settings.bulk_results_dir or csvzip.results_dir(settings.database_url)
-
-
-def _remove_leftovers(final: str) -> None:
-    """Remove the partial files of the job's earlier attempts (their runners died while
-    writing `<final>.<pid>.part`): the job is complete, so no runner writes them any more."""
-    for path in glob.glob(glob.escape(final) + ".*.part"):
-        with contextlib.suppress(FileNotFoundError):
-            os.remove(path)
 
 
 class BulkRunner:
@@ -188,7 +179,7 @@ class BulkRunner:
         if done is None:
             log.warning("bulk read job %s was taken over by another runner", job_id)
             return
-        _remove_leftovers(result.path)
+        csvzip.remove_partials(result.path)
         if done.callback_state == "pending":
             self._wake_callbacks.set()
 
