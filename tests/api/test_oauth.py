@@ -62,6 +62,33 @@ class TestTokenEndpoint:
                       headers={"Authorization": f"Zoho-oauthtoken {first['access_token']}"})
         assert r.status_code == 200
 
+    def test_concurrent_exchanges_of_one_code_give_one_refresh_token(self, live: Live) -> None:
+        import asyncio
+
+        from crmwatch.store import tenants
+        from tests.conftest import now_ms, run_flow
+
+        async def exchange_all(code: str) -> list[dict[str, str]]:
+            data = {"grant_type": "authorization_code", "client_id": live.client_id,
+                    "client_secret": live.client_secret, "code": code}
+            async with httpx.AsyncClient(base_url=live.base_url, timeout=30) as client:
+                answers = await asyncio.gather(*[client.post("/oauth/v2/token", data=data)
+                                                 for _ in range(8)])
+            return [a.json() for a in answers]
+
+        for _ in range(3):
+            code = run_flow(live.database_url,
+                            tenants.create_grant(live.client_id, None, now_ms()))
+            answers = asyncio.run(exchange_all(code))
+            won = [a for a in answers if "refresh_token" in a]
+            assert len(won) == 1, answers
+            assert [a for a in answers if a not in won] == [{"error": "invalid_code"}] * 7
+            r = httpx.post(live.base_url + "/oauth/v2/token", data={
+                "grant_type": "refresh_token", "client_id": live.client_id,
+                "client_secret": live.client_secret,
+                "refresh_token": won[0]["refresh_token"]})
+            assert "access_token" in r.json()
+
     def test_revocation_ends_refresh_and_access_tokens(self, live: Live) -> None:
         token = live.token()
         r = httpx.post(live.base_url + "/oauth/v2/token/revoke",

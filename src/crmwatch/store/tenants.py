@@ -220,7 +220,10 @@ def issue_token(hkey: bytes, params: dict[str, str], now_ms: int,
         if (info is None or info.kind != "grant" or info.revoked or info.client_id != client_id
                 or (info.expires_time is not None and info.expires_time <= now_ms)):
             return _token_error("invalid_code")
-        yield Query("use_grant", (tokens.digest(hkey, code), now_ms))
+        # The code is spent by whoever updates its row: a concurrent exchange that read it
+        # unused before that commit updates nothing here and is refused.
+        if (yield Query("use_grant", (tokens.digest(hkey, code), now_ms), "val")) is None:
+            return _token_error("invalid_code")
         refresh = tokens.new_secret("refresh")
         yield Query("insert_token", (tokens.digest(hkey, refresh), "refresh", client_id, None,
                                      info.scopes, now_ms, None))

@@ -60,7 +60,8 @@ WHERE t.token_hash = $1;
 
 -- use_grant --
 UPDATE tokens SET revoked_time = $2
-WHERE token_hash = $1 AND kind = 'grant' AND revoked_time IS NULL;
+WHERE token_hash = $1 AND kind = 'grant' AND revoked_time IS NULL
+RETURNING token_hash;
 
 -- revoke_token --
 UPDATE tokens SET revoked_time = $2
