@@ -89,6 +89,45 @@ class TestTokenEndpoint:
                 "refresh_token": won[0]["refresh_token"]})
             assert "access_token" in r.json()
 
+    def test_multipart_form_bodies(self, live: Live) -> None:
+        """Zoho's Node.js SDK sends multipart/form-data, to the token and revoke endpoints."""
+        from crmwatch.store import tenants
+        from tests.conftest import now_ms, run_flow
+
+        url = live.base_url + "/oauth/v2/token"
+        refresh = httpx.post(url, data={
+            "grant_type": "refresh_token", "client_id": live.client_id,
+            "client_secret": live.client_secret, "refresh_token": live.refresh_token},
+            files={"unused": ("", b"")})
+        assert refresh.request.headers["content-type"].startswith("multipart/form-data")
+        assert "access_token" in refresh.json(), refresh.text
+        code = run_flow(live.database_url, tenants.create_grant(live.client_id, None, now_ms()))
+        # Each field as a part of its own, as the form-data package of Node.js writes them.
+        parts = {"grant_type": (None, "authorization_code"), "client_id": (None, live.client_id),
+                 "client_secret": (None, live.client_secret), "code": (None, code),
+                 "redirect_uri": (None, "http://localhost/cb")}
+        exchanged = httpx.post(url, files=parts)
+        assert exchanged.request.headers["content-type"].startswith("multipart/form-data")
+        first = exchanged.json()
+        assert first["refresh_token"].startswith("1000.") and first["access_token"], first
+        assert httpx.post(url, files=parts).json() == {"error": "invalid_code"}
+        wrong = httpx.post(url, files={**parts, "client_secret": (None, "nope")})
+        assert wrong.json() == {"error": "invalid_client_secret"}
+        broken = httpx.post(url, content=b"--x\r\nnot a part", headers={
+            "content-type": "multipart/form-data; boundary=x"})
+        assert broken.status_code == 200 and broken.json() == {"error": "invalid_request"}
+
+        revoked = httpx.post(url + "/revoke", files={"token": (None, first["refresh_token"])})
+        assert revoked.json() == {"status": "success"}
+        again = httpx.post(url, files={"grant_type": (None, "refresh_token"),
+                                       "client_id": (None, live.client_id),
+                                       "client_secret": (None, live.client_secret),
+                                       "refresh_token": (None, first["refresh_token"])})
+        assert again.json() == {"error": "invalid_code"}
+        r = httpx.get(live.base_url + "/crm/v8/org",
+                      headers={"Authorization": f"Zoho-oauthtoken {first['access_token']}"})
+        assert r.status_code == 401
+
     def test_revocation_ends_refresh_and_access_tokens(self, live: Live) -> None:
         token = live.token()
         r = httpx.post(live.base_url + "/oauth/v2/token/revoke",
