@@ -12,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+import click.testing
 import httpx
 import pytest
 
@@ -193,3 +194,74 @@ class TestServe:
             proc.send_signal(signal.SIGINT)
             out, _ = proc.communicate(timeout=20)
         assert f"https://127.0.0.1:{port}" in out
+
+
+class TestOrgDefault:
+    """Without --org, org-scoped commands use `default`; a never-served database gets it."""
+
+    @staticmethod
+    def cli(db: str, *args: str) -> click.testing.Result:
+        from click.testing import CliRunner
+
+        from crmwatch.cli import main
+
+        return CliRunner().invoke(main, list(args), env={"CRMWATCH_DATABASE_URL": db})
+
+    def org_names(self, db: str) -> list[str]:
+        out = self.cli(db, "org", "list")
+        assert out.exit_code == 0, out.output
+        return [line.split()[1] for line in out.output.splitlines()]
+
+    @pytest.mark.parametrize("command", ["seed", "schema apply", "org secret", "client create"])
+    def test_never_served_database_gets_default(self, database_url: str, tmp_path: Path,
+                                                command: str) -> None:
+        schema = tmp_path / "s.yaml"
+        schema.write_text("modules:\n  - api_name: Leads\n    singular_label: Lead\n"
+                          "    plural_label: Leads\n    fields:\n"
+                          "      - {api_name: Shoe_Size, label: Shoe Size, data_type: integer}\n")
+        args = {"seed": ["seed", "--module", "Leads", "--count", "3"],
+                "schema apply": ["schema", "apply", str(schema)],
+                "org secret": ["org", "secret"], "client create": ["client", "create"]}[command]
+        out = self.cli(database_url, *args)
+        assert out.exit_code == 0, out.output
+        assert self.org_names(database_url) == ["default"]
+        shown = " ".join(self.cli(database_url, *command.split(), "--help").output.split())
+        assert "without --org: the org 'default'" in shown, shown
+
+    def test_default_is_used_beside_other_orgs(self, database_url: str) -> None:
+        from tests.conftest import start_server
+
+        assert self.cli(database_url, "seed", "--module", "Leads", "--count", "2").exit_code == 0
+        assert self.cli(database_url, "org", "create", "beta").exit_code == 0
+        seeded = self.cli(database_url, "seed", "--module", "Leads", "--count", "3")
+        assert seeded.exit_code == 0, seeded.output
+        assert self.cli(database_url, "org", "secret").exit_code == 0
+        made = self.cli(database_url, "client", "create", "--json")
+        assert made.exit_code == 0, made.output
+        creds = json.loads(made.output)
+        assert creds["org"] == "default"
+        beta = self.cli(database_url, "seed", "--module", "Leads", "--count", "4", "--org", "beta")
+        assert beta.exit_code == 0, beta.output
+        server = start_server(database_url, org=None)
+        try:
+            token = httpx.post(server.base_url + "/oauth/v2/token", data={
+                "grant_type": "refresh_token", "client_id": creds["client_id"],
+                "client_secret": creds["client_secret"],
+                "refresh_token": creds["refresh_token"]}).json()["access_token"]
+            listed = httpx.get(server.base_url + "/crm/v8/Leads",
+                               headers={"Authorization": f"Zoho-oauthtoken {token}"}).json()
+            assert listed["info"]["count"] == 5
+        finally:
+            server.stop()
+
+    def test_several_orgs_without_default_are_refused(self, database_url: str) -> None:
+        for name in ("alpha", "beta"):
+            assert self.cli(database_url, "org", "create", name).exit_code == 0
+        for args in (["seed", "--module", "Leads"], ["client", "create"], ["org", "secret"]):
+            out = self.cli(database_url, *args)
+            assert out.exit_code == 1, (args, out.output)
+            assert "--org" in out.output and "default" in out.output, out.output
+        assert sorted(self.org_names(database_url)) == ["alpha", "beta"]
+        alone = self.cli(database_url, "seed", "--module", "Leads", "--count", "1", "--org",
+                         "alpha")
+        assert alone.exit_code == 0, alone.output

@@ -18,6 +18,7 @@ from crmwatch.store.base import Flow
 
 if TYPE_CHECKING:
     from crmwatch.client.bulkread import Page
+    from crmwatch.store.tenants import Org
 
 T = TypeVar("T")
 
@@ -165,16 +166,48 @@ def worker(database_url: str | None, base_url: str | None) -> None:
     _run(settings, work, sequencer=True)
 
 
+DEFAULT_ORG = "default"
+"""The org `serve` creates on a database without orgs, and the one commands use without --org."""
+
+org_option = click.option(
+    "--org", "org_name", default=None, metavar="NAME",
+    help=f"Org name; without --org: the org '{DEFAULT_ORG}' (created if the database has no "
+         f"org yet, as `serve` does), else the only org.")
+
+
+def _create_default_org() -> Flow[Org]:
+    from crmwatch.catalog import standard_modules
+    from crmwatch.store import tenants
+
+    return (yield from tenants.create_org(DEFAULT_ORG, "UTC", standard_modules(), _now_ms()))
+
+
+def _command_org(org_name: str | None) -> Flow[Org]:
+    """The org an org-scoped command works on (one rule for every command): the one named by
+    --org; without it `default`, else the only org; a database with no org (never served)
+    gets `default`, as `serve` would make it. Several orgs and none named `default`: refused."""
+    from crmwatch.store import tenants
+
+    if org_name is not None:
+        return (yield from tenants.find_org(org_name))
+    orgs = yield from tenants.list_orgs()
+    named = [o for o in orgs if o.name == DEFAULT_ORG]
+    if named or len(orgs) == 1:
+        return (named or orgs)[0]
+    if not orgs:
+        return (yield from _create_default_org())
+    raise LookupError(f"name an org (--org): there are {len(orgs)} and none is called "
+                      f"{DEFAULT_ORG!r}")
+
+
 def _ensure_first_org(settings: Settings) -> None:
     """A fresh database gets one org, so that `client create` works at once."""
-    from crmwatch.catalog import standard_modules
     from crmwatch.store import tenants
 
     orgs = _run(settings, lambda s: s.read(tenants.list_orgs()))
     if not orgs:
-        _write(settings, lambda: tenants.create_org("default", "UTC", standard_modules(),
-                                                    _now_ms()))
-        click.echo("created org 'default' (time zone UTC)")
+        _write(settings, _create_default_org)
+        click.echo(f"created org '{DEFAULT_ORG}' (time zone UTC)")
 
 
 @main.group()
@@ -204,19 +237,19 @@ def org_create(name: str, timezone: str, email: str | None, database_url: str | 
 
 
 @org.command("secret")
-@click.option("--org", "org_name", default=None)
+@org_option
 @click.option("--rotate", is_flag=True, help="Make a new secret; the old one keeps signing "
               "for the grace period (CRMWATCH_SECRET_GRACE_SECONDS).")
 @database_option
 def org_secret(org_name: str | None, rotate: bool, database_url: str | None) -> None:
     """Show (or rotate) the org's webhook signing secret (Standard Webhooks, whsec_...)."""
     from crmwatch.delivery import signing
-    from crmwatch.store import deliveries, tenants
+    from crmwatch.store import deliveries
 
     settings = _settings(database_url=database_url)
 
     def flow() -> Flow[list[str]]:
-        found = yield from tenants.find_org(org_name)
+        found = yield from _command_org(org_name)
         if rotate:
             return (yield from deliveries.rotate_secret(
                 found.id, _now_ms(), int(settings.secret_grace_seconds * 1000),
@@ -244,7 +277,7 @@ def client() -> None:
 
 
 @client.command("create")
-@click.option("--org", "org_name", default=None, help="Org name (needed when there are several).")
+@org_option
 @click.option("--scopes", default=None, help="Comma-separated scopes; default: all.")
 @click.option("--name", default="self client", show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
@@ -252,7 +285,6 @@ def client() -> None:
 def client_create(org_name: str | None, scopes: str | None, name: str, as_json: bool,
                   database_url: str | None) -> None:
     """Create a self client: prints client_id, client_secret and refresh_token."""
-    from crmwatch.catalog import standard_modules
     from crmwatch.domain import scopes as sc
     from crmwatch.store import tenants
 
@@ -263,10 +295,7 @@ def client_create(org_name: str | None, scopes: str | None, name: str, as_json: 
     settings = _settings(database_url=database_url)
 
     def flow() -> Flow[tenants.Credentials]:
-        orgs = yield from tenants.list_orgs()
-        if not orgs and org_name is None:
-            yield from tenants.create_org("default", "UTC", standard_modules(), _now_ms())
-        found = yield from tenants.find_org(org_name)
+        found = yield from _command_org(org_name)
         return (yield from tenants.create_client(found, sc.render(parsed), name, _now_ms()))
 
     creds = _write(settings, flow)
@@ -304,7 +333,7 @@ def schema() -> None:
 
 @schema.command("apply")
 @click.argument("path", type=click.Path(exists=True, dir_okay=False))
-@click.option("--org", "org_name", default=None)
+@org_option
 @database_option
 def schema_apply(path: str, org_name: str | None, database_url: str | None) -> None:
     """Add or change modules and fields from a YAML or JSON schema file (docs/schema.md)."""
@@ -318,7 +347,7 @@ def schema_apply(path: str, org_name: str | None, database_url: str | None) -> N
         raise click.ClickException(f"{path}: {exc}") from exc
 
     def flow() -> Flow[list[str]]:
-        found = yield from tenants.find_org(org_name)
+        found = yield from _command_org(org_name)
         current, _ = yield from tenants.load_catalog(found.id)
         merged = merge_modules(current, new)
         check_references(merged)
@@ -335,7 +364,7 @@ def schema_apply(path: str, org_name: str | None, database_url: str | None) -> N
 @main.command()
 @click.option("--module", "module_name", required=True)
 @click.option("--count", type=click.IntRange(1, 10_000_000), default=100, show_default=True)
-@click.option("--org", "org_name", default=None)
+@org_option
 @click.option("--seed", "random_seed", type=int, default=None, help="Seed for repeatable data.")
 @database_option
 def seed(module_name: str, count: int, org_name: str | None, random_seed: int | None,
@@ -349,7 +378,7 @@ def seed(module_name: str, count: int, org_name: str | None, random_seed: int | 
     settings = _settings(database_url=database_url)
 
     async def work(store: Any) -> int:
-        found = await store.read(tenants.find_org(org_name))
+        found = await store.write(_command_org(org_name))
         modules, _ = await store.read(tenants.load_catalog(found.id))
         by_name = {m.api_name: m for m in modules}
         module = by_name.get(module_name)
@@ -378,7 +407,7 @@ def seed(module_name: str, count: int, org_name: str | None, random_seed: int | 
 
     try:
         n = _run(settings, work)
-    except LookupError as exc:
+    except (LookupError, ValueError) as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(f"seeded {n} {module_name}")
 
