@@ -82,8 +82,10 @@ class Settings:
         86400.0, "After a signing-secret rotation, how long the old secret keeps signing too.")
     bulk_results_dir: str = setting(
         "", "Where Bulk Read results (zip files) are written; default: `crmwatch-bulk/` "
-            "beside the SQLite file, or in the system's temporary directory for PostgreSQL. "
-            "With several processes on several machines, a directory they all share.")
+            "beside the SQLite file, or `crmwatch-bulk-<uid>/` in the system's temporary "
+            "directory for PostgreSQL. With several processes on several machines, a "
+            "directory they all share. Created 0700, results 0600; a directory another user "
+            "owns or may write is refused.")
     bulk_result_retention_hours: float = setting(
         24.0, "How long a Bulk Read result can be downloaded (and its next_page_token used) "
               "after the job completed; then the file is removed.")

@@ -26,7 +26,8 @@ is a file) raise ExportError, whose message names the path and whose `strerror` 
 
 Results directory: `spec["out_dir"]` (the runner's `bulk_results_dir` setting), else the
 `out_dir` argument, else beside the SQLite file (`<db dir>/crmwatch-bulk/`), for PostgreSQL
-`<tempfile.gettempdir()>/crmwatch-bulk/`.
+`<tempfile.gettempdir()>/crmwatch-bulk-<uid>/`. It is created 0700 and the files 0600; one
+that another user owns or may write is refused (`check_dir`).
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ import os
 import queue
 import secrets
 import sqlite3
+import stat
 import tempfile
 import threading
 import zipfile
@@ -50,8 +52,8 @@ from crmwatch.bulk import cells
 from crmwatch.domain import clock, criteria
 from crmwatch.domain.modules import NAME
 
-__all__ = ["ExportError", "ExportResult", "export", "job_spec", "page_bounds", "page_filter",
-           "remove_partials", "results_dir"]
+__all__ = ["ExportError", "ExportResult", "check_dir", "export", "job_spec", "page_bounds",
+           "page_filter", "remove_partials", "results_dir"]
 
 BATCH = 2000
 """SQLite rows formatted at a time."""
@@ -93,8 +95,8 @@ class ExportResult:
 
 def results_dir(database_url: str) -> str:
     """Where finished exports go by default (see the module docstring)."""
-    if database_url.startswith("postgres"):
-        return os.path.join(tempfile.gettempdir(), "crmwatch-bulk")
+    if database_url.startswith("postgres"):  # one per user: a shared one would be refused
+        return os.path.join(tempfile.gettempdir(), f"crmwatch-bulk-{os.geteuid()}")
     from crmwatch.store.sqlite import path_from_url
 
     return os.path.join(os.path.dirname(os.path.abspath(path_from_url(database_url))),
@@ -284,7 +286,7 @@ class _Sink:
 
 def _make_dir(path: str) -> None:
     try:
-        os.makedirs(path, exist_ok=True)
+        os.makedirs(path, mode=0o700, exist_ok=True)
     except FileExistsError as exc:  # a file where the directory should be
         reason = os.strerror(errno.ENOTDIR)
         raise ExportError(f"the bulk read results directory {path} is not a directory",
@@ -293,6 +295,36 @@ def _make_dir(path: str) -> None:
         reason = exc.strerror or str(exc)
         raise ExportError(f"cannot create the bulk read results directory {path}: {reason}",
                           exc.errno, reason) from exc
+    check_dir(path)
+
+
+def check_dir(path: str) -> None:
+    """Refuse a results directory that another user owns or may write (or a symbolic link
+    another user made): they could read, replace or remove the results. A missing one passes."""
+    try:
+        found = [os.lstat(path), os.stat(path)]
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        raise ExportError(f"cannot read the bulk read results directory {path}: {reason}",
+                          exc.errno, reason) from exc
+    me = os.geteuid()
+    problem = next((f"is owned by uid {st.st_uid}, not by this server's uid {me}"
+                    for st in found if st.st_uid != me), None)
+    writable = stat.S_IMODE(found[1].st_mode) & 0o022
+    if problem is None and writable:
+        problem = (f"is writable by other users (mode "
+                   f"{stat.S_IMODE(found[1].st_mode):04o})")
+    if problem is not None:
+        raise ExportError(f"the bulk read results directory {path} {problem}: refused; give "
+                          f"bulk_results_dir a directory only this user can write",
+                          errno.EACCES, "the results directory is not private to the server")
+
+
+def _create_private(path: str) -> IO[bytes]:
+    """A new file, readable and writable by this user only (results may hold any record)."""
+    return os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb")
 
 
 def _write_zip(spec: dict[str, Any], file: IO[bytes], final: str) -> Page:
@@ -336,7 +368,7 @@ def export(spec: dict[str, Any], out_dir: str | None = None) -> ExportResult:
     _make_dir(target)
     partial = _partial_name(final)
     with _writing(final):
-        file = open(partial, "xb")  # noqa: SIM115 (closed below, on every path)
+        file = _create_private(partial)  # closed below, on every path
     try:
         try:
             count, more, last_id = _write_zip(spec, file, final)

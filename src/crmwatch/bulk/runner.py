@@ -79,6 +79,10 @@ class BulkRunner:
     async def start(self) -> None:
         if self._tasks:
             return
+        try:  # said once at start; every export checks again, and fails while it is so
+            csvzip.check_dir(results_dir(self.settings))
+        except csvzip.ExportError as exc:
+            log.error("%s", exc)
         if self._executor is None:
             self._executor = self._new_executor()
         if self._sender is None:
