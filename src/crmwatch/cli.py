@@ -119,6 +119,7 @@ def serve(host: str | None = None, port: int | None = None, database_url: str | 
     import uvicorn
 
     from crmwatch.api.app import create_app
+    from crmwatch.api.server import uvicorn_config
 
     _ensure_first_org(settings)
     app = create_app(settings, _open(settings))
@@ -128,10 +129,10 @@ def serve(host: str | None = None, port: int | None = None, database_url: str | 
     click.echo(f"  API       : {base}/crm/v8/...   change feed: {base}/crmwatch/v1/changes")
     click.echo("  credentials: crmwatch client create   (prints client_id, client_secret, "
                "refresh_token)")
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level,
-                access_log=settings.access_log, proxy_headers=False, server_header=False,
-                ssl_certfile=settings.ssl_certfile or None,
-                ssl_keyfile=settings.ssl_keyfile or None, lifespan="on")
+    server = uvicorn.Server(uvicorn_config(settings, app))
+    server.run()
+    if not server.started:
+        sys.exit(3)  # as uvicorn.run: the server could not start (port taken, bad TLS files)
 
 
 @main.command()

@@ -25,6 +25,24 @@ class Settings:
     ssl_certfile: str = setting("", "TLS certificate (PEM); with ssl_keyfile, serve https.")
     ssl_keyfile: str = setting("", "TLS private key (PEM).")
     max_body_bytes: int = setting(8 * 1024 * 1024, "Largest request body accepted, in bytes.")
+    max_header_bytes: int = setting(
+        32768, "Largest request head (request line and headers) accepted, in bytes; a larger "
+               "one is answered 431 and its connection closed, before it is buffered.")
+    header_timeout: float = setting(
+        10.0, "Seconds a client has to send a whole request head, from opening the "
+              "connection or from the first byte of the request; then the connection is "
+              "closed (with 408 when part of a head came).")
+    body_timeout: float = setting(
+        30.0, "Seconds a request body may stall (no byte while the server waits for more) "
+              "before the connection is closed.")
+    keep_alive_timeout: int = setting(
+        5, "Seconds an idle keep-alive connection stays open between requests.")
+    max_connections: int = setting(
+        1000, "Open connections (and requests in progress) at once in one process; beyond "
+              "it requests are answered 503. 0: no limit.")
+    backlog: int = setting(
+        2048, "Connections the kernel queues for the server to accept (the listen "
+              "backlog; the system's somaxconn caps it).")
     discrete_page_limit: int = setting(
         2000, "Records reachable with page-based listing (Zoho: 2000); 0 lifts the limit.")
     token_cache_seconds: float = setting(
