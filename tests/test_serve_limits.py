@@ -13,6 +13,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -202,3 +203,24 @@ class TestSecretsInTheLog:
                        exchanged["refresh_token"], exchanged["access_token"]):
             assert secret not in text, (secret, text)
         assert creds["client_id"] in text  # not a secret: kept for whoever reads the log
+
+    @pytest.mark.postgres
+    def test_the_database_password_is_not_printed(self, pg_cluster: Any) -> None:
+        from tests.conftest import new_pg_database
+
+        dsn = new_pg_database(pg_cluster)
+        assert "://crmwatch@" in dsn  # the test cluster trusts loopback: any password works
+        with_password = dsn.replace("://crmwatch@", "://crmwatch:hunter2-pw@")
+        port = free_port()
+        env = {**os.environ, "CRMWATCH_DATABASE_URL": with_password,
+               "CRMWATCH_PORT": str(port), "CRMWATCH_LOG_LEVEL": "info"}
+        proc = subprocess.Popen([*CLI, "serve"], env=env, text=True, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE)
+        try:
+            wait_up(f"http://127.0.0.1:{port}", proc)
+        finally:
+            proc.send_signal(signal.SIGINT)
+            out, err = proc.communicate(timeout=30)
+        assert "crmwatch serving" in out
+        assert "hunter2-pw" not in out + err, out + err
+        assert "crmwatch:[redacted]@127.0.0.1" in out

@@ -14,6 +14,7 @@ import click
 import orjson
 
 from crmwatch.config import Settings, env_name
+from crmwatch.domain.redaction import redact
 from crmwatch.store.base import Flow
 
 if TYPE_CHECKING:
@@ -124,7 +125,7 @@ def serve(host: str | None = None, port: int | None = None, database_url: str | 
     _ensure_first_org(settings)
     app = create_app(settings, _open(settings))
     base = settings.public_base_url
-    click.echo(f"crmwatch serving {base} (database {settings.database_url})")
+    click.echo(f"crmwatch serving {base} (database {redact(settings.database_url)})")
     click.echo(f"  token URL : {base}/oauth/v2/token")
     click.echo(f"  API       : {base}/crm/v8/...   change feed: {base}/crmwatch/v1/changes")
     click.echo("  credentials: crmwatch client create   (prints client_id, client_secret, "
@@ -159,7 +160,8 @@ def worker(database_url: str | None, base_url: str | None) -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        click.echo(f"crmwatch worker {service.owner} delivering for {settings.database_url}")
+        click.echo(f"crmwatch worker {service.owner} delivering for "
+                   f"{redact(settings.database_url)}")
         await stop.wait()
         await runner.stop()
         await service.stop()

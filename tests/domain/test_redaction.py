@@ -35,6 +35,10 @@ class TestRedact:
         ("/crm/v8/Leads?page=2&per_page=200&fields=Code,Token",
          "/crm/v8/Leads?page=2&per_page=200&fields=Code,Token"),
         ("/oauth/v2/token?code=&grant_type=x", "/oauth/v2/token?code=&grant_type=x"),
+        ("database postgresql://crm:pa:ss@db:5432/crm)",
+         f"database postgresql://crm:{MARK}@db:5432/crm)"),
+        ("postgresql://crm@db/crm and http://host:8000/x", "postgresql://crm@db/crm and "
+         "http://host:8000/x"),
     ])
     def test_lines(self, line: str, expected: str) -> None:
         assert redact(line) == expected
