@@ -31,10 +31,10 @@ class Settings:
     header_timeout: float = setting(
         10.0, "Seconds a client has to send a whole request head, from opening the "
               "connection or from the first byte of the request; then the connection is "
-              "closed (with 408 when part of a head came).")
+              "closed (with 408 when part of a head came). 0: no limit.")
     body_timeout: float = setting(
         30.0, "Seconds a request body may stall (no byte while the server waits for more) "
-              "before the connection is closed.")
+              "before the connection is closed. 0: no limit.")
     keep_alive_timeout: int = setting(
         5, "Seconds an idle keep-alive connection stays open between requests.")
     max_connections: int = setting(
