@@ -6,8 +6,8 @@ of a request head and no timeout for a head or body that stops half way: its kee
 runs only between requests and is cancelled by every byte received. `LimitedHttpTools` adds:
 
 - `max_header_bytes`: bytes of a request head are counted as they are fed to the parser (a
-  read is fed in slices, so the parser never holds more than the limit); past it, 431 and the
-  connection is closed.
+  read is fed in slices, so the parser holds no more than the limit, plus at most one read
+  when a head follows a body in the same read); past it, 431 and the connection is closed.
 - `header_timeout`: a deadline for the whole head, from the connection's opening or the
   request's first byte, that trickling bytes do not extend; then the connection is closed,
   with 408 if part of a head came.
