@@ -112,3 +112,25 @@ class TestBulkResults:
 
         found = csvzip.results_dir("postgresql://db.example/crm")
         assert os.path.basename(found) == f"crmwatch-bulk-{os.geteuid()}"
+
+    def test_serve_warns_about_an_older_database_others_can_read(self, tmp_path: Path) -> None:
+        import signal
+        import subprocess
+
+        from tests.test_cli import CLI, free_port, run, wait_up
+
+        db = tmp_path / "old.db"
+        run("org", "list", db=f"sqlite:///{db}")
+        os.chmod(db, 0o644)  # as databases made before files were created private
+        port = free_port()
+        env = {**os.environ, "CRMWATCH_DATABASE_URL": f"sqlite:///{db}",
+               "CRMWATCH_PORT": str(port), "CRMWATCH_LOG_LEVEL": "warning"}
+        proc = subprocess.Popen([*CLI, "serve"], env=env, text=True, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE)
+        try:
+            wait_up(f"http://127.0.0.1:{port}", proc)
+        finally:
+            proc.send_signal(signal.SIGINT)
+            _, err = proc.communicate(timeout=30)
+        assert f"warning: {db} is readable or writable by other users (mode 0644)" in err, err
+        assert oct(mode(db)) == "0o644"  # said, not changed: the file is the operator's

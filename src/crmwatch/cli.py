@@ -123,6 +123,15 @@ def serve(host: str | None = None, port: int | None = None, database_url: str | 
     from crmwatch.api.server import uvicorn_config
 
     _ensure_first_org(settings)
+    if not settings.database_url.startswith("postgres"):
+        from crmwatch.store import sqlite
+
+        path = sqlite.path_from_url(settings.database_url)
+        mode = sqlite.open_to_others(path)
+        if mode is not None:
+            click.echo(f"warning: {path} is readable or writable by other users (mode "
+                       f"{mode:04o}); it holds signing secrets and the token key: chmod 600 "
+                       f"it (and its -wal and -shm files)", err=True)
     app = create_app(settings, _open(settings))
     base = settings.public_base_url
     click.echo(f"crmwatch serving {base} (database {redact(settings.database_url)})")

@@ -46,6 +46,16 @@ def _create_private(path: str) -> None:
         os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
 
 
+def open_to_others(path: str) -> int | None:
+    """The mode of a database file that group or others may read or write, else None (made
+    before new files were created 0600, or widened since)."""
+    try:
+        mode = os.stat(path).st_mode & 0o777
+    except OSError:
+        return None
+    return mode if mode & 0o066 else None
+
+
 def path_from_url(url: str) -> str:
     """`sqlite:///rel.db`, `sqlite:////abs.db` or a bare path -> a file path."""
     if url.startswith("sqlite:///"):
