@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from starlette.convertors import Convertor, register_url_convertor
@@ -103,7 +104,7 @@ def _parse_all(module: Module, ctx: Ctx, items: list[Any], *, creating: bool,
         try:
             inp = rec.parse_input(module, raw, i, creating=creating, modules=ctx.modules)
             if path_id is not None:
-                inp = rec.RecordInput(inp.index, inp.values, path_id, inp.subforms)
+                inp = dataclasses.replace(inp, id=path_id)
             elif need_id and inp.id is None:
                 raise MandatoryNotFound(api_name="id", json_path=f"$.data[{i}].id")
             parsed.append(inp)

@@ -64,7 +64,19 @@ class Dynamic:
     mode: Mode = "all"
 
 
-Op = Query | NextIds | Emit | Dynamic
+@dataclass(frozen=True, slots=True)
+class Savepoint:
+    """Mark, undo or keep a part of a write flow (SQL savepoints); receives None.
+
+    `begin` opens a savepoint; `rollback` undoes everything since it and closes it; `release`
+    keeps that work and closes it. A refused record of a batch is rolled back this way,
+    so that nothing of it (rows, journal events, ids) commits with the rest.
+    """
+
+    action: Literal["begin", "rollback", "release"]
+
+
+Op = Query | NextIds | Emit | Dynamic | Savepoint
 Flow = Generator[Op, Any, T]
 
 

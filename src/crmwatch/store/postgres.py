@@ -14,7 +14,17 @@ from typing import Any
 
 import asyncpg
 
-from crmwatch.store.base import Conflict, Dynamic, Emit, Flow, NextIds, Query, StoreError, T
+from crmwatch.store.base import (
+    Conflict,
+    Dynamic,
+    Emit,
+    Flow,
+    NextIds,
+    Query,
+    Savepoint,
+    StoreError,
+    T,
+)
 from crmwatch.store.sql import migrations, queries
 
 log = logging.getLogger(__name__)
@@ -128,6 +138,9 @@ class PostgresStore:
         if isinstance(op, Dynamic):
             sql, args = op.build("postgres", 1)
             return await _fetch(conn, sql, args, op.mode)
+        if isinstance(op, Savepoint):
+            await conn.execute(_SAVEPOINT[op.action])
+            return None
         raise TypeError(f"unknown operation {op!r}")
 
     async def _next_ids(self, conn: Any, count: int) -> list[int]:
@@ -196,6 +209,12 @@ class PostgresStore:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.sequencer_interval)
             self._wake.clear()
+
+
+_SAVEPOINT = {"begin": "SAVEPOINT part",
+              "rollback": "ROLLBACK TO SAVEPOINT part; RELEASE SAVEPOINT part",
+              "release": "RELEASE SAVEPOINT part"}
+"""A flow's own savepoints (`Savepoint`); a rollback also clears a failed statement."""
 
 
 async def _fetch(conn: Any, sql: str, args: Any, mode: str) -> Any:

@@ -18,7 +18,17 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from crmwatch.store.base import Conflict, Dynamic, Emit, Flow, NextIds, Query, StoreError, T
+from crmwatch.store.base import (
+    Conflict,
+    Dynamic,
+    Emit,
+    Flow,
+    NextIds,
+    Query,
+    Savepoint,
+    StoreError,
+    T,
+)
 from crmwatch.store.sql import migrations, queries
 
 log = logging.getLogger(__name__)
@@ -145,6 +155,10 @@ class SQLiteStore:
         if isinstance(op, Dynamic):
             sql, args = op.build("sqlite", 1)
             return _fetch(conn.execute(sql, args), op.mode)
+        if isinstance(op, Savepoint):
+            for statement in _SAVEPOINT[op.action]:
+                conn.execute(statement)
+            return None
         raise TypeError(f"unknown operation {op!r}")
 
     def _drive(self, conn: sqlite3.Connection, flow: Flow[T]) -> T:
@@ -222,6 +236,12 @@ def _settle(fut: asyncio.Future[Any], ok: bool, value: Any) -> None:
         fut.set_result(value)
     else:
         fut.set_exception(value)
+
+
+_SAVEPOINT = {"begin": ("SAVEPOINT part",),
+              "rollback": ("ROLLBACK TO part", "RELEASE part"),
+              "release": ("RELEASE part",)}
+"""A flow's own savepoints (`Savepoint`), nested inside the writer's per-flow one."""
 
 
 def _fetch(cur: sqlite3.Cursor, mode: str) -> Any:
