@@ -11,7 +11,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from crmwatch.api.auth import Caller
-from crmwatch.api.http import json_response, no_content, read_json, status_for
+from crmwatch.api.http import int_param, json_response, no_content, read_json, status_for
 from crmwatch.api.state import AppState, state, version
 from crmwatch.domain import clock, criteria, paging
 from crmwatch.domain import records as rec
@@ -47,19 +47,6 @@ async def _module(request: Request, operation: str) -> tuple[AppState, Caller, M
     ctx = Ctx(caller.tenant.org, caller.user, caller.tenant.users, caller.tenant.modules,
               st.now_ms(), store_records.new_batch())
     return st, caller, module, ctx
-
-
-def _int_param(request: Request, name: str, default: int, low: int, high: int) -> int:
-    raw = request.query_params.get(name)
-    if raw is None or raw == "":
-        return default
-    digits = raw.strip().lstrip("-")
-    if not (digits.isascii() and digits.isdigit()):  # "²".isdigit() is True
-        raise InvalidData(f"invalid {name}", param_name=name, expected_data_type="integer")
-    value = int(raw)
-    if not low <= value <= high:
-        raise InvalidData(f"{name} must be between {low} and {high}", param_name=name)
-    return value
 
 
 def _fields_param(request: Request, module: Module) -> frozenset[str] | None:
@@ -217,7 +204,7 @@ async def get_one(request: Request) -> Response:
 def _page_window(request: Request, st: AppState, caller: Caller, module: Module,
                  binding: str, now_ms: int) -> tuple[int, int, int, bool]:
     """(page, per_page, offset, by_token) from page/per_page/page_token."""
-    per_page = _int_param(request, "per_page", 200, 1, 200)
+    per_page = int_param(request, "per_page", 200, 1, 200)
     token = request.query_params.get("page_token")
     if token:
         if "page" in request.query_params:
@@ -225,7 +212,7 @@ def _page_window(request: Request, st: AppState, caller: Caller, module: Module,
                             param_names=["page", "page_token"])
         cursor = paging.decode(token, binding, now_ms)
         return cursor.offset // per_page + 1, per_page, cursor.offset, True
-    page = _int_param(request, "page", 1, 1, 10**6)
+    page = int_param(request, "page", 1, 1, 10**6)
     offset = (page - 1) * per_page
     limit = st.settings.discrete_page_limit
     if limit and offset >= limit:
@@ -356,8 +343,8 @@ async def deleted(request: Request) -> Response:
     if kind not in ("all", "recycle", "permanent"):
         raise InvalidData("invalid type", param_name="type",
                           supported_values=["all", "recycle", "permanent"])
-    per_page = _int_param(request, "per_page", 200, 1, 200)
-    page = _int_param(request, "page", 1, 1, 10**6)
+    per_page = int_param(request, "per_page", 200, 1, 200)
+    page = int_param(request, "page", 1, 1, 10**6)
     if kind == "permanent":
         return no_content()
     data, more = await st.store.read(store_records.list_deleted(ctx, module, page, per_page))
