@@ -114,7 +114,9 @@ async def _write(st: AppState, ctx: Ctx, module: Module, action: str,
                  ) -> list[dict[str, Any]]:
     if all(isinstance(p, ZohoError) for p in parsed):
         return [p.to_json() for p in parsed if isinstance(p, ZohoError)]
-    return await st.store.write(store_records.write_records(ctx, module, action, parsed, dup))  # type: ignore[no-any-return]
+    return await st.store.write(  # type: ignore[no-any-return]
+        store_records.write_records(ctx, module, action, parsed, dup),
+        budget_ms=st.settings.write_flow_budget_ms)
 
 
 async def update_many(request: Request) -> Response:
@@ -181,7 +183,8 @@ async def delete_many(request: Request) -> Response:
     st, _caller, module, ctx = await _module(request, "DELETE")
     _writable(module)
     ids = _ids_param(request)
-    results = await st.store.write(store_records.delete_records(ctx, module, ids))
+    results = await st.store.write(store_records.delete_records(ctx, module, ids),
+                                   budget_ms=st.settings.write_flow_budget_ms)
     return json_response({"data": results}, status_for(results, 200))
 
 
@@ -189,7 +192,8 @@ async def delete_one(request: Request) -> Response:
     st, _caller, module, ctx = await _module(request, "DELETE")
     _writable(module)
     results = await st.store.write(store_records.delete_records(ctx, module,
-                                                                [_path_id(request)]))
+                                                                [_path_id(request)]),
+                                   budget_ms=st.settings.write_flow_budget_ms)
     return json_response({"data": results}, status_for(results, 200))
 
 
