@@ -128,7 +128,21 @@ def _check_unique(ctx: Ctx, module: Module, values: Mapping[str, Any], inp: rec.
                                                   {"api_name": module.api_name}})
 
 
-def _find_by(ctx: Ctx, module: Module, field: str, value: Any, exclude: int = 0) -> Dynamic:
+KEY_MAX = 255
+"""The longest value (in characters) that record_keys holds; equal to the 255 of the
+migration 0006 that fills it."""
+
+
+def _find_by(ctx: Ctx, module: Module, field: str, value: Any, exclude: int = 0
+             ) -> Query | Dynamic:
+    """The first record (by id) other than `exclude` whose `field` equals `value`,
+    case-insensitively: an index lookup in record_keys for a string or number of at most
+    KEY_MAX characters, else (a longer text, a boolean) a scan of the module's records."""
+    if (isinstance(value, str | int | float) and not isinstance(value, bool)
+            and len(str(value)) <= KEY_MAX):
+        return Query("find_by_key", (ctx.org.id, module.api_name, field, str(value), exclude),
+                     "all")
+
     def build(dialect: str, start: int) -> tuple[str, list[Any]]:
         mark = "?" if dialect == "sqlite" else "$"
         sql = (f"SELECT id FROM records WHERE org_id = {mark}1 AND module = {mark}2 "
