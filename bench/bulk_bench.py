@@ -278,7 +278,7 @@ async def _pg_write_grouped(store: Any, flow: Any) -> Any:
     at commit, grouped by statement in executemany calls (pipelined: one round trip per group
     instead of one per statement). Only for inserts of new rows with no reads of them in the
     flow, as seeding does: the rows, ids and events are the flow's own."""
-    from crmwatch.store.base import Emit, NextIds, Query
+    from crmwatch.store.base import Emit, NextIds, Query, Savepoint
 
     pool = await store._ensure_pool()
     groups: dict[str, list[tuple[Any, ...]]] = {}
@@ -310,6 +310,8 @@ async def _pg_write_grouped(store: Any, flow: Any) -> Any:
                             op.user_id,
                         )
                     )
+                    result = None
+                elif isinstance(op, Savepoint):  # seeded records are never refused
                     result = None
                 else:
                     if not isinstance(op, NextIds):  # ids come from a sequence: no flush

@@ -98,6 +98,11 @@ class Settings:
         0.005, "How long delivery outcomes are gathered before they are written together.")
     secret_grace_seconds: float = setting(
         86400.0, "After a signing-secret rotation, how long the old secret keeps signing too.")
+    write_flow_budget_ms: int = setting(
+        2000, "Longest time one API write (a batch of records) may take in the database; "
+              "past it the write is rolled back and answered LIMIT_EXCEEDED, so that one "
+              "costly request cannot hold SQLite's single writer, which every org shares. "
+              "0: no limit.")
     bulk_results_dir: str = setting(
         "", "Where Bulk Read results (zip files) are written; default: `crmwatch-bulk/` "
             "beside the SQLite file, or `crmwatch-bulk-<uid>/` in the system's temporary "

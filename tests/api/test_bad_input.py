@@ -52,6 +52,24 @@ class TestRequestLevelErrors:
                 r = api.get(path, params={param: value})
                 assert_error(r, 400, "INVALID_DATA")
 
+    def test_integer_parameters_answer_one_way(self, api: httpx.Client) -> None:
+        """Every integer query parameter: a malformed or huge value is INVALID_DATA naming
+        the parameter, never a 500 (int() refuses more than 4,300 digits)."""
+        cases = [("/crm/v8/Leads", "page"), ("/crm/v8/Leads", "per_page"),
+                 ("/crm/v8/Leads/deleted", "page"), ("/crm/v8/Leads/deleted", "per_page"),
+                 ("/crm/v8/Leads/search?word=x", "page"),
+                 ("/crm/v8/Leads/search?word=x", "per_page"),
+                 ("/crmwatch/v1/changes", "since"), ("/crmwatch/v1/changes", "limit"),
+                 ("/crm/v8/actions/watch", "page"), ("/crm/v8/actions/watch", "per_page"),
+                 ("/crmwatch/v1/deliveries", "page"), ("/crmwatch/v1/deliveries", "per_page")]
+        for path, param in cases:
+            for value in ("--5", "-5", "+5", "1e3", "0x10", "5" * 5000, "1" + "0" * 40, "x"):
+                url, _, extra = path.partition("?")
+                r = api.get(url, params={**dict([extra.split("=")] if extra else []),
+                                         param: value})
+                assert_error(r, 400, "INVALID_DATA")
+                assert r.json()["details"]["param_name"] == param, (path, param, value)
+
     def test_oversize_body(self, live: Live) -> None:
         server = start_server(live.database_url, org="small", max_body_bytes=1000)
         try:

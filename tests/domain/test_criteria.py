@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from crmwatch.domain.criteria import (
     BULK_OPS,
     EVAL_OPS,
+    MAX_CRITERIA_DEPTH,
     SEARCH_OPS,
     Condition,
     CriteriaError,
@@ -1189,3 +1190,31 @@ bulk_trees = st.recursive(
 @given(bulk_trees.map(render_bulk), st.data())
 def test_parse_bulk_never_crashes(obj: object, data: st.DataObject) -> None:
     check_outcome(parse_bulk, mutate_json(obj, data))
+
+
+def nested_bulk(depth: int) -> dict[str, object]:
+    """`depth` groups, each the first member of the one around it."""
+    node: dict[str, object] = leaf("Last_Name", "equal", "A")
+    for _ in range(depth):
+        node = {"group_operator": "and", "group": [node, leaf("Last_Name", "equal", "B")]}
+    return node
+
+
+def test_one_depth_limit_for_search_and_bulk() -> None:
+    """Both parsers stop at MAX_CRITERIA_DEPTH groups, with a Zoho-shaped error, long before
+    Python's recursion limit (a RecursionError would be a 500)."""
+    inner = "(Last_Name:equals:A)"
+    for _ in range(MAX_CRITERIA_DEPTH - 1):
+        inner = f"({inner}and(Last_Name:equals:B))"
+    parse_search(inner, FIELDS, max_conditions=10**6)  # as deep as allowed
+    with pytest.raises(CriteriaError) as exc:
+        parse_search(f"({inner}and(Last_Name:equals:B))", FIELDS, max_conditions=10**6)
+    assert "nested too deeply" in str(exc.value.details["reason"])
+    for depth in (MAX_CRITERIA_DEPTH + 1, 480, 5000):
+        with pytest.raises(CriteriaError) as exc:
+            parse_bulk(nested_bulk(depth), FIELDS, max_conditions=10**6)
+        code, details = error(exc)
+        assert code == "INVALID_CRITERIA"
+        assert details["limit"] == MAX_CRITERIA_DEPTH
+        assert str(details["json_path"]).startswith("$.query.criteria.group[0].group[0]")
+    parse_bulk(nested_bulk(MAX_CRITERIA_DEPTH), FIELDS, max_conditions=10**6)

@@ -23,10 +23,11 @@ from crmwatch.domain.errors import (
     InternalError,
     InvalidRequestMethod,
     InvalidUrlPattern,
+    LimitExceeded,
     ZohoError,
 )
 from crmwatch.store import tenants
-from crmwatch.store.base import StoreError
+from crmwatch.store.base import BudgetExceeded, StoreError
 
 log = logging.getLogger("crmwatch")
 
@@ -46,6 +47,12 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 
 
 async def _store_error(request: Request, exc: Exception) -> Response:
+    if isinstance(exc, BudgetExceeded):
+        log.warning("%s %s: %s", request.method, request.url.path, exc)
+        return error_response(LimitExceeded(
+            "the write took longer than the server allows and was rolled back: nothing of "
+            "it was written; send fewer records at once", limit=exc.budget_ms,
+            setting="write_flow_budget_ms"))
     log.error("%s %s: %s", request.method, request.url.path, exc)
     return error_response(InternalError("the database could not complete the request"))
 

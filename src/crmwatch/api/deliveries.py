@@ -7,7 +7,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from crmwatch.api.auth import Caller
-from crmwatch.api.http import json_response, no_content
+from crmwatch.api.http import int_param, json_response, no_content
 from crmwatch.api.state import AppState, state
 from crmwatch.delivery import signing
 from crmwatch.domain import channels as ch
@@ -26,16 +26,6 @@ async def _caller(request: Request, operation: str) -> tuple[AppState, Caller]:
     return st, caller
 
 
-def _whole(request: Request, name: str, default: int, high: int) -> int:
-    raw = request.query_params.get(name)
-    if raw is None or raw == "":
-        return default
-    # isascii: str.isdigit() also holds for digits such as "²", which int() refuses
-    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= high:
-        raise InvalidData(f"{name} must be a whole number from 1 to {high}", param_name=name)
-    return int(raw)
-
-
 def _delivery_id(request: Request) -> int:
     raw = request.path_params["delivery_id"]
     if not (raw.isascii() and raw.isdigit()) or len(raw) > 18:
@@ -47,8 +37,8 @@ async def list_deliveries(request: Request) -> Response:
     """Deliveries, newest first, filtered by channel and status."""
     st, caller = await _caller(request, "READ")
     q = request.query_params
-    page = _whole(request, "page", 1, 10**6)
-    per_page = _whole(request, "per_page", 100, 200)
+    page = int_param(request, "page", 1, 1, 10**6)
+    per_page = int_param(request, "per_page", 100, 1, 200)
     channel_id = None
     if q.get("channel_id"):
         channel_id = ch.normalise_channel_id(q["channel_id"])

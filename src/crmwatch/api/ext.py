@@ -8,10 +8,9 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from crmwatch import __version__
-from crmwatch.api.http import json_response
+from crmwatch.api.http import int_param, json_response
 from crmwatch.api.state import state
 from crmwatch.domain import clock
-from crmwatch.domain.errors import InvalidData
 from crmwatch.store import records as store_records
 from crmwatch.store.base import Flow, Query
 from crmwatch.store.channels import CHANNEL_MODULE
@@ -19,23 +18,13 @@ from crmwatch.store.channels import CHANNEL_MODULE
 MAX_CHANGES = 1000
 
 
-def _whole(request: Request, name: str, default: int, low: int, high: int) -> int:
-    raw = request.query_params.get(name)
-    if raw is None or raw == "":
-        return default
-    if not (raw.isascii() and raw.isdigit()) or not low <= int(raw) <= high:
-        raise InvalidData(f"{name} must be a whole number from {low} to {high}",
-                          param_name=name)
-    return int(raw)
-
-
 async def changes(request: Request) -> Response:
     """The org's change journal after `since`, in sequence order (dense, commit order)."""
     st = state(request)
     caller = await st.gate.caller(request)
     caller.require("modules", None, "READ")
-    since = _whole(request, "since", 0, 0, 2**62)
-    limit = _whole(request, "limit", 100, 1, MAX_CHANGES)
+    since = int_param(request, "since", 0, 0, 2**62)
+    limit = int_param(request, "limit", 100, 1, MAX_CHANGES)
     await st.store.sync_journal()
     rows, head = await st.store.read(store_records.changes(caller.tenant.org.id, since, limit))
     tz = clock.zone(caller.tenant.org.timezone)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 import orjson
@@ -59,6 +60,26 @@ async def read_json(request: Request, limit: int) -> Any:
     except orjson.JSONDecodeError:
         raise InvalidData("the given JSON is malformed", expected_data_type="jsonobject"
                           ) from None
+
+
+_INTEGER = re.compile(r"-?[0-9]+")  # [0-9], not \d: "²" and "٣" are \d to Python too
+
+
+def int_param(request: Request, name: str, default: int, low: int, high: int) -> int:
+    """An integer query parameter from `low` to `high`; absent or empty: `default`.
+
+    Anything else is INVALID_DATA with `details.param_name`: `expected_data_type` when it is
+    not a whole number in decimal digits, the range when it is one outside it (checked on the
+    text first: int() refuses more than 4,300 digits)."""
+    raw = request.query_params.get(name)
+    if raw is None or not raw.strip():
+        return default
+    text = raw.strip()
+    if not _INTEGER.fullmatch(text):
+        raise InvalidData(f"invalid {name}", param_name=name, expected_data_type="integer")
+    if len(text.lstrip("-")) > 20 or not low <= int(text) <= high:
+        raise InvalidData(f"{name} must be between {low} and {high}", param_name=name)
+    return int(text)
 
 
 def status_for(items: list[dict[str, Any]], success: int) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from starlette.convertors import Convertor, register_url_convertor
@@ -10,7 +11,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from crmwatch.api.auth import Caller
-from crmwatch.api.http import json_response, no_content, read_json, status_for
+from crmwatch.api.http import int_param, json_response, no_content, read_json, status_for
 from crmwatch.api.state import AppState, state, version
 from crmwatch.domain import clock, criteria, paging
 from crmwatch.domain import records as rec
@@ -46,19 +47,6 @@ async def _module(request: Request, operation: str) -> tuple[AppState, Caller, M
     ctx = Ctx(caller.tenant.org, caller.user, caller.tenant.users, caller.tenant.modules,
               st.now_ms(), store_records.new_batch())
     return st, caller, module, ctx
-
-
-def _int_param(request: Request, name: str, default: int, low: int, high: int) -> int:
-    raw = request.query_params.get(name)
-    if raw is None or raw == "":
-        return default
-    digits = raw.strip().lstrip("-")
-    if not (digits.isascii() and digits.isdigit()):  # "²".isdigit() is True
-        raise InvalidData(f"invalid {name}", param_name=name, expected_data_type="integer")
-    value = int(raw)
-    if not low <= value <= high:
-        raise InvalidData(f"{name} must be between {low} and {high}", param_name=name)
-    return value
 
 
 def _fields_param(request: Request, module: Module) -> frozenset[str] | None:
@@ -103,7 +91,7 @@ def _parse_all(module: Module, ctx: Ctx, items: list[Any], *, creating: bool,
         try:
             inp = rec.parse_input(module, raw, i, creating=creating, modules=ctx.modules)
             if path_id is not None:
-                inp = rec.RecordInput(inp.index, inp.values, path_id, inp.subforms)
+                inp = dataclasses.replace(inp, id=path_id)
             elif need_id and inp.id is None:
                 raise MandatoryNotFound(api_name="id", json_path=f"$.data[{i}].id")
             parsed.append(inp)
@@ -126,7 +114,9 @@ async def _write(st: AppState, ctx: Ctx, module: Module, action: str,
                  ) -> list[dict[str, Any]]:
     if all(isinstance(p, ZohoError) for p in parsed):
         return [p.to_json() for p in parsed if isinstance(p, ZohoError)]
-    return await st.store.write(store_records.write_records(ctx, module, action, parsed, dup))  # type: ignore[no-any-return]
+    return await st.store.write(  # type: ignore[no-any-return]
+        store_records.write_records(ctx, module, action, parsed, dup),
+        budget_ms=st.settings.write_flow_budget_ms)
 
 
 async def update_many(request: Request) -> Response:
@@ -193,7 +183,8 @@ async def delete_many(request: Request) -> Response:
     st, _caller, module, ctx = await _module(request, "DELETE")
     _writable(module)
     ids = _ids_param(request)
-    results = await st.store.write(store_records.delete_records(ctx, module, ids))
+    results = await st.store.write(store_records.delete_records(ctx, module, ids),
+                                   budget_ms=st.settings.write_flow_budget_ms)
     return json_response({"data": results}, status_for(results, 200))
 
 
@@ -201,7 +192,8 @@ async def delete_one(request: Request) -> Response:
     st, _caller, module, ctx = await _module(request, "DELETE")
     _writable(module)
     results = await st.store.write(store_records.delete_records(ctx, module,
-                                                                [_path_id(request)]))
+                                                                [_path_id(request)]),
+                                   budget_ms=st.settings.write_flow_budget_ms)
     return json_response({"data": results}, status_for(results, 200))
 
 
@@ -216,7 +208,7 @@ async def get_one(request: Request) -> Response:
 def _page_window(request: Request, st: AppState, caller: Caller, module: Module,
                  binding: str, now_ms: int) -> tuple[int, int, int, bool]:
     """(page, per_page, offset, by_token) from page/per_page/page_token."""
-    per_page = _int_param(request, "per_page", 200, 1, 200)
+    per_page = int_param(request, "per_page", 200, 1, 200)
     token = request.query_params.get("page_token")
     if token:
         if "page" in request.query_params:
@@ -224,7 +216,7 @@ def _page_window(request: Request, st: AppState, caller: Caller, module: Module,
                             param_names=["page", "page_token"])
         cursor = paging.decode(token, binding, now_ms)
         return cursor.offset // per_page + 1, per_page, cursor.offset, True
-    page = _int_param(request, "page", 1, 1, 10**6)
+    page = int_param(request, "page", 1, 1, 10**6)
     offset = (page - 1) * per_page
     limit = st.settings.discrete_page_limit
     if limit and offset >= limit:
@@ -355,8 +347,8 @@ async def deleted(request: Request) -> Response:
     if kind not in ("all", "recycle", "permanent"):
         raise InvalidData("invalid type", param_name="type",
                           supported_values=["all", "recycle", "permanent"])
-    per_page = _int_param(request, "per_page", 200, 1, 200)
-    page = _int_param(request, "page", 1, 1, 10**6)
+    per_page = int_param(request, "per_page", 200, 1, 200)
+    page = int_param(request, "page", 1, 1, 10**6)
     if kind == "permanent":
         return no_content()
     data, more = await st.store.read(store_records.list_deleted(ctx, module, page, per_page))

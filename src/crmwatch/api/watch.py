@@ -9,7 +9,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from crmwatch.api.auth import Caller
-from crmwatch.api.http import json_response, no_content, read_json, status_for
+from crmwatch.api.http import int_param, json_response, no_content, read_json, status_for
 from crmwatch.api.state import AppState, state, version
 from crmwatch.domain import channels as ch
 from crmwatch.domain import clock
@@ -59,21 +59,11 @@ async def merge(request: Request) -> Response:
     return await _write(request, "merge", "UPDATE")
 
 
-def _whole(request: Request, name: str, default: int, high: int) -> int:
-    raw = request.query_params.get(name)
-    if raw is None or raw == "":
-        return default
-    # isascii: str.isdigit() also holds for digits such as "²", which int() refuses
-    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= high:
-        raise InvalidData(f"{name} must be a whole number from 1 to {high}", param_name=name)
-    return int(raw)
-
-
 async def details(request: Request) -> Response:
     st, caller, v = await _caller(request, "READ")
     q = request.query_params
-    page = _whole(request, "page", 1, 10**6)
-    per_page = _whole(request, "per_page", MAX_PER_PAGE, MAX_PER_PAGE)
+    page = int_param(request, "page", 1, 1, 10**6)
+    per_page = int_param(request, "per_page", MAX_PER_PAGE, 1, MAX_PER_PAGE)
     wanted_id: str | None = None
     if q.get("channel_id"):
         wanted_id = ch.normalise_channel_id(q["channel_id"].strip())

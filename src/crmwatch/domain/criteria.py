@@ -46,6 +46,7 @@ __all__ = [
     "BULK_COMPARATORS",
     "MAX_BULK_CONDITIONS",
     "MAX_BULK_VALUES",
+    "MAX_CRITERIA_DEPTH",
     "MAX_SEARCH_CONDITIONS",
     "MAX_SEARCH_VALUES",
     "OPERATORS",
@@ -250,7 +251,6 @@ SEARCH_OPS: Final[Mapping[str, frozenset[str]]] = {
 _SEARCH_VOCAB: Final = frozenset().union(*SEARCH_OPS.values())
 MAX_SEARCH_CONDITIONS: Final = 10
 MAX_SEARCH_VALUES: Final = 100
-MAX_SEARCH_DEPTH: Final = 32
 
 # Bulk Read: comparators per field type (v7 bulk-read/create-job.html "Allowed Comparators").
 BULK_COMPARATORS: Final[Mapping[str, str]] = {
@@ -310,6 +310,9 @@ BULK_OPS: Final[Mapping[str, tuple[str, ...]]] = {
     **{t: ("equal", "not_equal", "in", "not_in") for t in LOOKUP_TYPES},
 }
 """Bulk Read comparator names (as sent on the wire) allowed per field type."""
+MAX_CRITERIA_DEPTH: Final = 32
+"""The most nested groups a criteria may have, in search and in Bulk Read alike (Zoho
+publishes no figure); deeper is refused long before Python's recursion limit."""
 MAX_BULK_CONDITIONS: Final = 25
 MAX_BULK_VALUES: Final = 200
 MAX_BULK_TEXT: Final = 255
@@ -525,7 +528,7 @@ class _SearchParser:
         return _combine(terms, ops)
 
     def term(self, depth: int) -> Node:
-        if depth >= MAX_SEARCH_DEPTH:
+        if depth >= MAX_CRITERIA_DEPTH:
             raise _syntax("the criteria is nested too deeply")
         self.i += 1  # the "("
         self.ws()
@@ -662,7 +665,7 @@ def parse_bulk(
     is_not_empty. Error codes and messages follow Zoho's (zoho/crm-oas v8.0 bulk_read.yaml,
     zohocrmsdk2-0 `bulk_read.APIException`); details carry `api_name` and `json_path`.
     """
-    return _BulkParser(fields, max_conditions, max_values).node(obj, path)
+    return _BulkParser(fields, max_conditions, max_values).node(obj, path, 0)
 
 
 class _BulkParser:
@@ -672,7 +675,7 @@ class _BulkParser:
         self.max_values = max_values
         self.count = 0
 
-    def node(self, obj: object, path: str) -> Node:
+    def node(self, obj: object, path: str, depth: int) -> Node:
         if not isinstance(obj, Mapping):
             raise CriteriaError(
                 f"Invalid criteria {path} for the query.",
@@ -688,14 +691,21 @@ class _BulkParser:
                 code="AMBIGUOUS_CRITERIA",
             )
         if keys & _GROUP_KEYS:
-            return self.group(obj, path)
+            return self.group(obj, path, depth)
         if keys & _LEAF_KEYS:
             return self.leaf(obj, path)
         raise CriteriaError(
             f"Invalid criteria {path} for the query.", {"json_path": path}, code="INVALID_CRITERIA"
         )
 
-    def group(self, obj: Mapping[object, object], path: str) -> Node:
+    def group(self, obj: Mapping[object, object], path: str, depth: int) -> Node:
+        if depth >= MAX_CRITERIA_DEPTH:
+            raise CriteriaError(
+                f"Criteria {path} is nested too deeply: at most {MAX_CRITERIA_DEPTH} levels of"
+                " groups are supported.",
+                {"json_path": path, "limit": MAX_CRITERIA_DEPTH},
+                code="INVALID_CRITERIA",
+            )
         items = obj.get("group")
         op = obj.get("group_operator")
         if not isinstance(items, list):
@@ -718,7 +728,9 @@ class _BulkParser:
                 {"supported": ["and", "or"], "json_path": f"{path}.group_operator"},
                 code="GROUP_OPERATOR_NOT_SUPPORTED",
             )
-        children = tuple(self.node(item, f"{path}.group[{k}]") for k, item in enumerate(items))
+        children = tuple(
+            self.node(item, f"{path}.group[{k}]", depth + 1) for k, item in enumerate(items)
+        )
         return Group("and" if op.lower() == "and" else "or", children)
 
     def leaf(self, obj: Mapping[object, object], path: str) -> Condition:

@@ -32,6 +32,13 @@ class RecordInput:
     """Field values in stored form; lookups still `{"id": ...}` without a name."""
     id: int | None = None
     subforms: Mapping[str, list[RecordInput]] | None = None
+    path: str = ""
+    """Where the record is in the request body (`$.data[0]`, `$.data[0].Quoted_Items[2]`),
+    for the json_path of its errors; empty: `$.data[index]`."""
+
+    def at(self, key: str) -> str:
+        """The json_path of one of the record's keys."""
+        return f"{self.path or f'$.data[{self.index}]'}.{key}"
 
 
 def _expected(f: Field, path: str, expected: str) -> ZohoError:
@@ -177,7 +184,7 @@ def parse_input(module: Module, raw: Any, index: int, *, creating: bool,
         for key, value in values.items():
             if module.by_name[key].mandatory and value in (None, "", []):
                 raise MandatoryNotFound(api_name=key, json_path=f"{path}.{key}")
-    return RecordInput(index, values, record_id, subforms or None)
+    return RecordInput(index, values, record_id, subforms or None, path)
 
 
 def check_mandatory(module: Module, values: Mapping[str, Any], index: int,

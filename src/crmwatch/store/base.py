@@ -64,7 +64,19 @@ class Dynamic:
     mode: Mode = "all"
 
 
-Op = Query | NextIds | Emit | Dynamic
+@dataclass(frozen=True, slots=True)
+class Savepoint:
+    """Mark, undo or keep a part of a write flow (SQL savepoints); receives None.
+
+    `begin` opens a savepoint; `rollback` undoes everything since it and closes it; `release`
+    keeps that work and closes it. A refused record of a batch is rolled back this way,
+    so that nothing of it (rows, journal events, ids) commits with the rest.
+    """
+
+    action: Literal["begin", "rollback", "release"]
+
+
+Op = Query | NextIds | Emit | Dynamic | Savepoint
 Flow = Generator[Op, Any, T]
 
 
@@ -76,6 +88,14 @@ class Conflict(StoreError):
     """A uniqueness rule was broken."""
 
 
+class BudgetExceeded(StoreError):
+    """A write flow ran longer than its time budget and was rolled back whole."""
+
+    def __init__(self, budget_ms: int) -> None:
+        super().__init__(f"the write took longer than {budget_ms} ms and was rolled back")
+        self.budget_ms = budget_ms
+
+
 class Store(Protocol):
     """What the server needs from a database."""
 
@@ -83,8 +103,12 @@ class Store(Protocol):
 
     async def migrate(self) -> None: ...
 
-    async def write(self, flow: Flow[T]) -> T:
-        """Run a flow in one transaction; commit, or roll back everything on an exception."""
+    async def write(self, flow: Flow[T], *, budget_ms: int = 0) -> T:
+        """Run a flow in one transaction; commit, or roll back everything on an exception.
+
+        With `budget_ms` > 0, a flow still running that long after it started (queueing
+        does not count) is stopped, rolled back, and raises BudgetExceeded: checked between
+        its operations, and a statement running past it is interrupted."""
         ...
 
     async def read(self, flow: Flow[T]) -> T:

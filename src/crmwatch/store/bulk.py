@@ -83,8 +83,10 @@ def create_job(org_id: int, id_prefix: int, module: str, query: dict[str, Any],
                after_id: int | None = None, max_active: int = 0, per_page: int = PER_PAGE
                ) -> Flow[Job | None]:
     """A new job in state ADDED; None when the org already has `max_active` (> 0) jobs
-    waiting or running. `per_page` is Zoho's fixed 200,000 but for tests."""
+    waiting or running (the count and the insert are serialised per org, one flow after
+    the other). `per_page` is Zoho's fixed 200,000 but for tests."""
     if max_active > 0:
+        yield Query("lock_bulk_admission", (org_id,), "val")
         active = yield Query("count_active_bulk_jobs", (org_id,), "val")
         if int(active or 0) >= max_active:
             return None

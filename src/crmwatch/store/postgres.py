@@ -10,11 +10,23 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from typing import Any
 
 import asyncpg
 
-from crmwatch.store.base import Conflict, Dynamic, Emit, Flow, NextIds, Query, StoreError, T
+from crmwatch.store.base import (
+    BudgetExceeded,
+    Conflict,
+    Dynamic,
+    Emit,
+    Flow,
+    NextIds,
+    Query,
+    Savepoint,
+    StoreError,
+    T,
+)
 from crmwatch.store.sql import migrations, queries
 
 log = logging.getLogger(__name__)
@@ -99,11 +111,13 @@ class PostgresStore:
         async with pool.acquire() as conn:
             return await self._drive(conn, flow)
 
-    async def write(self, flow: Flow[T]) -> T:
+    async def write(self, flow: Flow[T], *, budget_ms: int = 0) -> T:
+        """One transaction; with `budget_ms`, the flow is stopped between two statements once
+        it has run that long (flows here run side by side: a long one delays only itself)."""
         pool = await self._ensure_pool()
         try:
             async with pool.acquire() as conn, conn.transaction():
-                result = await self._drive(conn, flow)
+                result = await self._drive(conn, flow, budget_ms)
         except (asyncpg.PostgresError, OSError) as exc:
             raise StoreError(f"database write failed: {exc}") from exc
         self._wake.set()
@@ -128,6 +142,9 @@ class PostgresStore:
         if isinstance(op, Dynamic):
             sql, args = op.build("postgres", 1)
             return await _fetch(conn, sql, args, op.mode)
+        if isinstance(op, Savepoint):
+            await conn.execute(_SAVEPOINT[op.action])
+            return None
         raise TypeError(f"unknown operation {op!r}")
 
     async def _next_ids(self, conn: Any, count: int) -> list[int]:
@@ -144,10 +161,14 @@ class PostgresStore:
             out.append(self._ids.pop())
         return out
 
-    async def _drive(self, conn: Any, flow: Flow[T]) -> T:
+    async def _drive(self, conn: Any, flow: Flow[T], budget_ms: int = 0) -> T:
+        deadline = time.monotonic() + budget_ms / 1000 if budget_ms else None
         try:
             op = next(flow)
             while True:
+                if deadline is not None and time.monotonic() > deadline:
+                    flow.close()
+                    raise BudgetExceeded(budget_ms)
                 try:
                     result = await self._execute(conn, op)
                 except asyncpg.UniqueViolationError as exc:
@@ -196,6 +217,12 @@ class PostgresStore:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.sequencer_interval)
             self._wake.clear()
+
+
+_SAVEPOINT = {"begin": "SAVEPOINT part",
+              "rollback": "ROLLBACK TO SAVEPOINT part; RELEASE SAVEPOINT part",
+              "release": "RELEASE SAVEPOINT part"}
+"""A flow's own savepoints (`Savepoint`); a rollback also clears a failed statement."""
 
 
 async def _fetch(conn: Any, sql: str, args: Any, mode: str) -> Any:

@@ -20,7 +20,7 @@ from crmwatch.domain import clock
 from crmwatch.domain import records as rec
 from crmwatch.domain.errors import DuplicateData, InvalidData, ZohoError
 from crmwatch.domain.modules import NAME, Module
-from crmwatch.store.base import Dynamic, Emit, Flow, NextIds, Query
+from crmwatch.store.base import Dynamic, Emit, Flow, NextIds, Query, Savepoint
 from crmwatch.store.tenants import Org, User
 
 APPROVED = {"$approval_state": "approved"}
@@ -98,7 +98,7 @@ def _resolve(ctx: Ctx, module: Module, inp: rec.RecordInput) -> Flow[dict[str, A
         f = module.by_name[key]
         if value is None or f.data_type not in ("lookup", "ownerlookup", "userlookup"):
             continue
-        path = f"$.data[{inp.index}].{key}"
+        path = inp.at(key)
         target_id = int(value["id"])
         if f.data_type == "lookup":
             name = yield Query("record_name", (ctx.org.id, f.lookup, target_id), "one")
@@ -114,7 +114,7 @@ def _resolve(ctx: Ctx, module: Module, inp: rec.RecordInput) -> Flow[dict[str, A
     return values
 
 
-def _check_unique(ctx: Ctx, module: Module, values: Mapping[str, Any], index: int,
+def _check_unique(ctx: Ctx, module: Module, values: Mapping[str, Any], inp: rec.RecordInput,
                   exclude: int) -> Flow[None]:
     for f in module.fields:
         value = values.get(f.api_name)
@@ -123,12 +123,26 @@ def _check_unique(ctx: Ctx, module: Module, values: Mapping[str, Any], index: in
         found = yield _find_by(ctx, module, f.api_name, value, exclude)
         if found:
             raise DuplicateData("duplicate data", api_name=f.api_name,
-                                json_path=f"$.data[{index}].{f.api_name}",
+                                json_path=inp.at(f.api_name),
                                 duplicate_record={"id": str(found[0][0]), "module":
                                                   {"api_name": module.api_name}})
 
 
-def _find_by(ctx: Ctx, module: Module, field: str, value: Any, exclude: int = 0) -> Dynamic:
+KEY_MAX = 255
+"""The longest value (in characters) that record_keys holds; equal to the 255 of the
+migration 0006 that fills it."""
+
+
+def _find_by(ctx: Ctx, module: Module, field: str, value: Any, exclude: int = 0
+             ) -> Query | Dynamic:
+    """The first record (by id) other than `exclude` whose `field` equals `value`,
+    case-insensitively: an index lookup in record_keys for a string or number of at most
+    KEY_MAX characters, else (a longer text, a boolean) a scan of the module's records."""
+    if (isinstance(value, str | int | float) and not isinstance(value, bool)
+            and len(str(value)) <= KEY_MAX):
+        return Query("find_by_key", (ctx.org.id, module.api_name, field, str(value), exclude),
+                     "all")
+
     def build(dialect: str, start: int) -> tuple[str, list[Any]]:
         mark = "?" if dialect == "sqlite" else "$"
         sql = (f"SELECT id FROM records WHERE org_id = {mark}1 AND module = {mark}2 "
@@ -161,7 +175,7 @@ def _success(ctx: Ctx, message: str, row_id: int, data: Mapping[str, Any], creat
 def _insert(ctx: Ctx, module: Module, inp: rec.RecordInput, parent: tuple[int, str | None]
             | None = None) -> Flow[tuple[int, dict[str, Any]]]:
     values = yield from _resolve(ctx, module, inp)
-    yield from _check_unique(ctx, module, values, inp.index, 0)
+    yield from _check_unique(ctx, module, values, inp, 0)
     (counter,) = yield NextIds(1)
     row_id = clock.make_id(ctx.org.id_prefix, counter)
     _system(ctx, values, module, creating=True)
@@ -171,16 +185,16 @@ def _insert(ctx: Ctx, module: Module, inp: rec.RecordInput, parent: tuple[int, s
     now = ctx.now_ms
     yield Query("insert_record", (row_id, ctx.org.id, module.api_name,
                                   parent[0] if parent else None, name, _dumps(values), now, now))
+    yield from _write_subforms(ctx, module, inp, row_id, name, creating=True)
     yield Emit(ctx.org.id, module.api_name, row_id, "insert",
                _dumps(sorted(k for k, v in values.items() if v is not None)), _dumps(values),
                _related(module, values), ctx.batch, now, ctx.user.id)
-    yield from _write_subforms(ctx, module, inp, row_id, name, creating=True)
     return row_id, values
 
 
 def _update(ctx: Ctx, module: Module, inp: rec.RecordInput, old: Row) -> Flow[dict[str, Any]]:
     values = yield from _resolve(ctx, module, inp)
-    yield from _check_unique(ctx, module, values, inp.index, old.id)
+    yield from _check_unique(ctx, module, values, inp, old.id)
     merged = {**old.data, **values}
     _system(ctx, merged, module, creating=False)
     changed = rec.changed_values(old.data, {k: v for k, v in merged.items()
@@ -212,7 +226,7 @@ def _write_subforms(ctx: Ctx, module: Module, inp: rec.RecordInput, parent_id: i
                 yield from _update(ctx, sub, row, existing[row.id])
             elif row.id is not None:
                 raise InvalidData("the id given seems to be invalid", api_name="id",
-                                  json_path=f"$.data[{inp.index}].{key}[{row.index}].id")
+                                  json_path=row.at("id"))
             else:
                 yield from _insert(ctx, sub, row, (parent_id, parent_name))
         for old_id, old in existing.items():
@@ -252,29 +266,42 @@ def _invalid_id(index: int | None, record_id: int | None) -> ZohoError:
 def write_records(ctx: Ctx, module: Module, action: str,
                   items: Sequence[rec.RecordInput | ZohoError],
                   duplicate_check: Sequence[str] = ()) -> Flow[list[dict[str, Any]]]:
-    """Insert, update or upsert a batch; one result (success or error item) per input."""
+    """Insert, update or upsert a batch; one result (success or error item) per input.
+
+    Each record is written inside its own savepoint: a record refused part-way (a subform
+    row whose lookup or id is refused, after the parent row was written) is rolled back
+    whole, rows and journal events alike, and the others commit.
+    """
     results: list[dict[str, Any]] = []
     for item in items:
         if isinstance(item, ZohoError):
             results.append(item.to_json())
             continue
+        yield Savepoint("begin")
         try:
-            if action == "insert":
-                row_id, values = yield from _insert(ctx, module, item)
-                results.append(_success(ctx, "record added", row_id, values, ctx.now_ms,
-                                        ctx.now_ms))
-            elif action == "update":
-                old = (yield from _lock(ctx, module, item.id)) if item.id else None
-                if old is None:
-                    raise _invalid_id(item.index, item.id)
-                merged = yield from _update(ctx, module, item, old)
-                results.append(_success(ctx, "record updated", old.id, merged,
-                                        old.created_time, max(ctx.now_ms, old.modified_time)))
-            else:
-                results.append((yield from _upsert(ctx, module, item, duplicate_check)))
+            result = yield from _write_one(ctx, module, action, item, duplicate_check)
         except ZohoError as err:
+            yield Savepoint("rollback")
             results.append(err.to_json())
+        else:
+            yield Savepoint("release")
+            results.append(result)
     return results
+
+
+def _write_one(ctx: Ctx, module: Module, action: str, item: rec.RecordInput,
+               duplicate_check: Sequence[str]) -> Flow[dict[str, Any]]:
+    if action == "insert":
+        row_id, values = yield from _insert(ctx, module, item)
+        return _success(ctx, "record added", row_id, values, ctx.now_ms, ctx.now_ms)
+    if action == "update":
+        old = (yield from _lock(ctx, module, item.id)) if item.id else None
+        if old is None:
+            raise _invalid_id(item.index, item.id)
+        merged = yield from _update(ctx, module, item, old)
+        return _success(ctx, "record updated", old.id, merged, old.created_time,
+                        max(ctx.now_ms, old.modified_time))
+    return (yield from _upsert(ctx, module, item, duplicate_check))
 
 
 def _upsert(ctx: Ctx, module: Module, item: rec.RecordInput,

@@ -16,10 +16,22 @@ import os
 import queue
 import sqlite3
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
-from crmwatch.store.base import Conflict, Dynamic, Emit, Flow, NextIds, Query, StoreError, T
+from crmwatch.store.base import (
+    BudgetExceeded,
+    Conflict,
+    Dynamic,
+    Emit,
+    Flow,
+    NextIds,
+    Query,
+    Savepoint,
+    StoreError,
+    T,
+)
 from crmwatch.store.sql import migrations, queries
 
 log = logging.getLogger(__name__)
@@ -77,6 +89,12 @@ class SQLiteStore:
         self._reader: sqlite3.Connection | None = None
         self._writer: sqlite3.Connection | None = None
         self.on_commit: list[Callable[[], None]] = []
+        self._deadline: float | None = None
+        """When the writer's current flow runs out of budget (monotonic seconds), if any;
+        only the writer thread reads or sets it."""
+        self._interruptible = False
+        """Whether the writer's current statement is a SELECT, which the budget may stop
+        (an interrupted INSERT, UPDATE or DELETE would roll back the whole group)."""
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -91,6 +109,7 @@ class SQLiteStore:
         if self._thread is not None:
             return
         self._writer = _connect(self.path)
+        self._writer.set_progress_handler(self._over_budget, 10_000)
         self._reader = _connect(self.path)
         self._thread = threading.Thread(target=self._run, name="crmwatch-sqlite-writer",
                                         daemon=True)
@@ -117,12 +136,12 @@ class SQLiteStore:
         assert self._reader is not None
         return self._drive(self._reader, flow)
 
-    async def write(self, flow: Flow[T]) -> T:
+    async def write(self, flow: Flow[T], *, budget_ms: int = 0) -> T:
         if self._thread is None:
             await self.start()
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[T] = loop.create_future()
-        self._queue.put((flow, loop, fut))
+        self._queue.put((flow, loop, fut, budget_ms))
         return await fut
 
     def write_sync(self, flow: Flow[T]) -> T:
@@ -153,6 +172,7 @@ class SQLiteStore:
             if op.mode == "many":
                 conn.executemany(sql, op.args)
                 return None
+            self._interruptible = conn is self._writer and sql.startswith("SELECT")
             cur = conn.execute(sql, op.args)
             return _fetch(cur, op.mode)
         if isinstance(op, Emit):
@@ -165,24 +185,48 @@ class SQLiteStore:
             return list(range(last - op.count + 1, last + 1))
         if isinstance(op, Dynamic):
             sql, args = op.build("sqlite", 1)
+            self._interruptible = conn is self._writer and sql.startswith("SELECT")
             return _fetch(conn.execute(sql, args), op.mode)
+        if isinstance(op, Savepoint):
+            for statement in _SAVEPOINT[op.action]:
+                conn.execute(statement)
+            return None
         raise TypeError(f"unknown operation {op!r}")
 
-    def _drive(self, conn: sqlite3.Connection, flow: Flow[T]) -> T:
+    def _drive(self, conn: sqlite3.Connection, flow: Flow[T], budget_ms: int = 0) -> T:
+        """Run `flow` on `conn`; on the writer with `budget_ms`, stop it once the writer's
+        deadline has passed (between operations, or by interrupting a SELECT) and raise
+        BudgetExceeded."""
+        mine = conn is self._writer and budget_ms > 0
         try:
             op = next(flow)
             while True:
+                if mine and self._late():
+                    flow.close()
+                    raise BudgetExceeded(budget_ms)
                 try:
                     result = self._execute(conn, op)
                 except sqlite3.IntegrityError as exc:
                     op = flow.throw(Conflict(str(exc)))
                     continue
                 except sqlite3.Error as exc:
+                    if mine and self._late():
+                        flow.close()
+                        raise BudgetExceeded(budget_ms) from None
                     op = flow.throw(StoreError(str(exc)))
                     continue
+                finally:
+                    self._interruptible = False
                 op = flow.send(result)
         except StopIteration as stop:
             return stop.value  # type: ignore[no-any-return]
+
+    def _late(self) -> bool:
+        return self._deadline is not None and time.monotonic() > self._deadline
+
+    def _over_budget(self) -> int:
+        """SQLite's progress handler: non-zero stops the running statement."""
+        return 1 if self._interruptible and self._late() else 0
 
     # -- the writer thread --------------------------------------------------------------------
 
@@ -212,10 +256,11 @@ class SQLiteStore:
         outcomes: list[tuple[bool, Any]] = []
         try:
             conn.execute("BEGIN IMMEDIATE")
-            for flow, _loop, _fut in items:
+            for flow, _loop, _fut, budget_ms in items:
                 conn.execute("SAVEPOINT flow")
+                self._deadline = time.monotonic() + budget_ms / 1000 if budget_ms else None
                 try:
-                    result = self._drive(conn, flow)
+                    result = self._drive(conn, flow, budget_ms)
                 except BaseException as exc:  # the flow's own failure: roll back just it
                     conn.execute("ROLLBACK TO flow")
                     conn.execute("RELEASE flow")
@@ -223,6 +268,8 @@ class SQLiteStore:
                 else:
                     conn.execute("RELEASE flow")
                     outcomes.append((True, result))
+                finally:
+                    self._deadline = None
             conn.execute("COMMIT")
         except sqlite3.Error as exc:
             log.error("sqlite commit failed: %s", exc)
@@ -230,7 +277,7 @@ class SQLiteStore:
                 conn.execute("ROLLBACK")
             err = StoreError(f"database write failed: {exc}")
             outcomes = [(False, err) for _ in items]
-        for (ok, value), (_flow, loop, fut) in zip(outcomes, items, strict=True):
+        for (ok, value), (_flow, loop, fut, _budget) in zip(outcomes, items, strict=True):
             loop.call_soon_threadsafe(_settle, fut, ok, value)
         for hook in self.on_commit:
             hook()
@@ -243,6 +290,12 @@ def _settle(fut: asyncio.Future[Any], ok: bool, value: Any) -> None:
         fut.set_result(value)
     else:
         fut.set_exception(value)
+
+
+_SAVEPOINT = {"begin": ("SAVEPOINT part",),
+              "rollback": ("ROLLBACK TO part", "RELEASE part"),
+              "release": ("RELEASE part",)}
+"""A flow's own savepoints (`Savepoint`), nested inside the writer's per-flow one."""
 
 
 def _fetch(cur: sqlite3.Cursor, mode: str) -> Any:

@@ -4,3 +4,8 @@ SELECT id, org_id, module, query, file_type, callback, state, created_time, crea
        lease_owner, lease_until, attempts, after_id, last_id, finished_time, expires_time,
        page_token, callback_state, callback_attempts, callback_next_ms, callback_error
 FROM bulk_jobs WHERE id = $1 FOR UPDATE;
+
+-- lock_bulk_admission --
+-- A transaction-scoped advisory lock per org: two creates of one org count and insert one
+-- after the other, so that the active-job limit holds under concurrency.
+SELECT pg_advisory_xact_lock(hashtextextended('crmwatch.bulk_admission:' || ($1::bigint)::text, 0));

@@ -31,6 +31,11 @@ SELECT id FROM bulk_jobs
 WHERE state = 'ADDED' OR (state = 'IN PROGRESS' AND lease_until < $1)
 ORDER BY id LIMIT $2;
 
+-- lock_bulk_admission --
+-- Serialises counting an org's active jobs and adding one (create_job). SQLite: its single
+-- writer already runs one write at a time, so nothing to do; PostgreSQL overrides it.
+SELECT $1;
+
 -- count_active_bulk_jobs --
 SELECT count(*) FROM bulk_jobs WHERE org_id = $1 AND state IN ('ADDED', 'IN PROGRESS');
 

@@ -102,6 +102,13 @@ INSERT INTO deleted_records (id, org_id, module, name, created_by, deleted_by, d
 VALUES ($1, $2, $3, $4, $5, $6, $7)
 ON CONFLICT (id) DO NOTHING;
 
+-- find_by_key --
+-- A record of the module whose field has this value, case-insensitively (record_keys holds
+-- the lower-cased short scalar values, migration 0006).
+SELECT record_id FROM record_keys
+WHERE org_id = $1 AND module = $2 AND field = $3 AND value = lower($4) AND record_id <> $5
+ORDER BY record_id LIMIT 1;
+
 -- is_deleted --
 SELECT 1 FROM deleted_records WHERE org_id = $1 AND module = $2 AND id = $3;
 
