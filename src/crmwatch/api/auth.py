@@ -47,6 +47,15 @@ class Caller:
         if not sc.allows(self.scopes, family, name, operation):
             raise ScopeMismatch()
 
+    def may_read(self, module_name: str) -> bool:
+        """Whether the caller may read records of the module (a subform's rows: of its
+        parent); a module the org no longer has needs READ on every module."""
+        module = self.tenant.modules.get(module_name)
+        if module is None:
+            return sc.allows(self.scopes, "modules", None, "READ")
+        scoped = self.tenant.modules.get(module.parent or "") or module
+        return sc.allows(self.scopes, "modules", scoped.scope_name, "READ")
+
 
 class Gate:
     """Checks tokens and keeps tenants; one per app."""

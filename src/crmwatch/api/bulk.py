@@ -25,7 +25,7 @@ from crmwatch.api.http import json_response, read_json
 from crmwatch.api.state import AppState, state, version
 from crmwatch.bulk.jobs import job_json, result_expired
 from crmwatch.domain import clock, criteria
-from crmwatch.domain.errors import ZohoError
+from crmwatch.domain.errors import ScopeMismatch, ZohoError
 from crmwatch.domain.modules import Module
 from crmwatch.domain.states import BulkState
 from crmwatch.domain.versions import ApiVersion
@@ -268,6 +268,8 @@ async def _job(request: Request) -> tuple[AppState, store_bulk.Job]:
     job = await st.store.read(store_bulk.get_job(caller.tenant.org.id, int(raw)))
     if job is None:
         raise _not_found()
+    if not caller.may_read(job.module):  # the job's rows are the module's records
+        raise ScopeMismatch()
     return st, job
 
 
