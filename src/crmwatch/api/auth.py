@@ -88,7 +88,7 @@ class Gate:
             if info is None or info.kind != "access":
                 self._tokens.pop(secret, None)
                 raise InvalidToken()
-            cached = (info, sc.parse_scopes(info.scopes), now)
+            cached = (info, sc.parse_granted(info.scopes), now)
             if len(self._tokens) > 100_000:
                 self._tokens.clear()
             self._tokens[secret] = cached
