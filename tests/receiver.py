@@ -29,9 +29,11 @@ class Received:
 
 @dataclass
 class Receiver:
-    """Answers `status` after `delay` seconds; `down` closes connections at once."""
+    """Answers `status` with `answer` as the body after `delay` seconds; `down` closes
+    connections at once."""
 
     status: int = 200
+    answer: bytes = b"ok"
     delay: float = 0.0
     down: bool = False
     headers: dict[str, str] = field(default_factory=dict)
@@ -57,7 +59,7 @@ class Receiver:
         with self._lock:
             self.received.append(Received(request.path, request.query_string,
                                           dict(request.headers), body, time.time()))
-        return web.Response(status=self.status, text="ok", headers=self.headers)
+        return web.Response(status=self.status, body=self.answer, headers=self.headers)
 
     def start(self) -> Receiver:
         sock = socket.socket()

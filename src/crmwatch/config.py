@@ -7,6 +7,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from crmwatch.domain.addresses import AddressPolicy, local_only, parse_networks
+
 
 def setting(default: Any, help: str) -> Any:
     return field(default=default, metadata={"help": help})
@@ -63,16 +65,22 @@ class Settings:
     delivery_ca_file: str = setting(
         "", "CA bundle (PEM) for verifying receivers' TLS certificates; default: the "
             "system's.")
-    block_private_networks: bool = setting(
-        False, "Refuse to deliver to private addresses (10/8, 172.16/12, 192.168/16, "
-               "100.64/10, fc00::/7). Link-local, cloud metadata, 0.0.0.0/8 and multicast "
-               "addresses are always refused.")
-    block_loopback: bool = setting(
-        False, "Refuse to deliver to loopback addresses (127/8, ::1); allowed by default for "
-               "local development.")
+    block_private_networks: bool | None = setting(
+        None, "Refuse to deliver to private addresses (10/8, 172.16/12, 192.168/16, "
+              "100.64/10, fc00::/7): true, false, or auto (the default): refused unless the "
+              "server is local-only, listening on loopback with a loopback public URL. "
+              "Link-local, cloud metadata, 0.0.0.0/8 and multicast addresses are always "
+              "refused.")
+    block_loopback: bool | None = setting(
+        None, "Refuse to deliver to loopback addresses (127/8, ::1): true, false, or auto "
+              "(the default): refused unless the server is local-only, as for "
+              "block_private_networks.")
     denied_networks: str = setting(
         "", "More networks to refuse to deliver to: comma-separated CIDRs, e.g. "
             "10.20.0.0/16,2001:db8::/32.")
+    max_channels_per_org: int = setting(
+        100, "Live notification channels an org may have; enabling one more is refused "
+             "with LIMIT_EXCEEDED for that item. 0: no limit.")
 
     workers: bool = setting(
         True, "Run the dispatcher and delivery workers in this process (serve); off with "
@@ -144,6 +152,16 @@ class Settings:
         host = "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host
         return f"{scheme}://{host}:{self.port}"
 
+    def address_policy(self) -> AddressPolicy:
+        """Where webhooks and callbacks may go (`block_*` settings, auto resolved)."""
+        try:
+            extra = parse_networks(self.denied_networks)
+        except ValueError as exc:
+            raise ValueError(f"{env_name('denied_networks')}: {exc}") from None
+        return AddressPolicy.decide(
+            self.block_private_networks, self.block_loopback, extra,
+            local=local_only(self.host, self.public_base_url))
+
 
 def env_name(name: str) -> str:
     return "CRMWATCH_" + name.upper()
@@ -152,11 +170,13 @@ def env_name(name: str) -> str:
 def _convert(kind: Any, raw: str, name: str) -> Any:
     kind = kind if isinstance(kind, str) else getattr(kind, "__name__", str(kind))
     try:
+        if kind == "bool | None" and raw.lower() == "auto":
+            return None
         if kind == "int":
             return int(raw)
         if kind == "float":
             return float(raw)
-        if kind == "bool":
+        if kind in ("bool", "bool | None"):
             if raw.lower() in ("1", "true", "yes", "on"):
                 return True
             if raw.lower() in ("0", "false", "no", "off"):

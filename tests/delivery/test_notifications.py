@@ -217,20 +217,17 @@ class TestIsolationAndOrder:
 
 
 class TestSafety:
-    """Denied addresses are refused at delivery time and the log says why."""
+    """A denied address written as a literal is refused when the channel is enabled (names
+    are judged at each attempt: tests/delivery/test_targets.py)."""
 
     def test_metadata_address_is_refused(self, live: Live, api: httpx.Client) -> None:
-        watch(api, "http://169.254.169.254/latest/meta-data")
-        create(api, "A")
-        deadline = time.time() + 10
-        while time.time() < deadline:
-            r = api.get("/crmwatch/v1/deliveries")
-            if r.status_code == 200 and r.json()["deliveries"][0]["last_error"]:
-                break
-            time.sleep(0.1)
-        entry = r.json()["deliveries"][0]
-        assert "not allowed" in entry["last_error"]
-        assert entry["status"] == "retrying"
+        r = api.post("/crm/v8/actions/watch", json={"watch": [{
+            "notify_url": "http://169.254.169.254/latest/meta-data", "channel_id": "1000",
+            "events": ["Leads.all"]}]})
+        assert r.status_code == 400
+        item = r.json()["watch"][0]
+        assert item["code"] == "INVALID_DATA" and "not allowed" in item["message"]
+        assert api.get("/crm/v8/actions/watch").status_code == 204
 
 
 class TestCancelAndRotate:

@@ -18,7 +18,7 @@ from aiohttp import web
 from aiohttp.abc import AbstractResolver, ResolveResult
 
 from crmwatch.config import Settings
-from crmwatch.delivery.sender import GuardedResolver, Outcome, Sender, failure_for_status
+from crmwatch.delivery.sender import DENIED, GuardedResolver, Outcome, Sender, failure_for_status
 from crmwatch.domain.addresses import AddressPolicy
 
 BIG = 1024 * 1024
@@ -185,7 +185,7 @@ class TestNetworkTrouble:
             async with receiving() as rx, Sender(settings(delivery_timeout=0.3)) as sender:
                 out = await post(sender, rx.url("/slow"))
             assert (out.status, out.failure) == (None, "timeout")
-            assert out.error == "timed out after 0.3 s"
+            assert out.error == "timed out"
             assert 250 < out.latency_ms < 2000
 
         run(go)
@@ -204,7 +204,7 @@ class TestNetworkTrouble:
             async with Sender(settings()) as sender:
                 out = await post(sender, f"http://127.0.0.1:{port}/x")
             assert (out.status, out.failure) == (None, "connection")
-            assert out.error == f"cannot connect to 127.0.0.1:{port}: Connection refused"
+            assert out.error == "connection refused"  # a category: no address, no OS text
 
         run(go)
 
@@ -213,7 +213,7 @@ class TestNetworkTrouble:
             async with receiving() as rx, Sender(settings()) as sender:
                 out = await post(sender, rx.url("/drop"))
                 assert (out.status, out.failure) == (None, "connection")
-                assert out.error is not None and "disconnected" in out.error.lower()
+                assert out.error == "connection closed before an answer"
                 assert (await post(sender, rx.url("/ok"))).ok
 
         run(go)
@@ -223,7 +223,7 @@ class TestNetworkTrouble:
             async with Sender(settings()) as sender:
                 out = await post(sender, "http://no-such-host.invalid/x")
             assert (out.status, out.failure) == (None, "connection")
-            assert out.error is not None and "no-such-host.invalid" in out.error
+            assert out.error == "host name not resolved"
 
         run(go)
 
@@ -349,9 +349,9 @@ class TestAddressSafety:
                 ]:
                     out = await post(sender, url)
                     assert out.failure == "connection" and out.status is None
-                    assert out.error is not None and "is not allowed (cloud metadata)" in out.error
+                    assert out.error == DENIED
                 out = await post(sender, "http://0.0.0.0:80/")
-                assert out.error == "address 0.0.0.0 is not allowed (unspecified)"
+                assert out.error == DENIED
 
         run(go)
 
@@ -364,39 +364,31 @@ class TestAddressSafety:
         run(go)
 
     @pytest.mark.parametrize(
-        ("host", "error"),
+        "host",
         [
-            ("127.0.0.1", "address 127.0.0.1 is not allowed (loopback)"),
-            ("[::1]", "address ::1 is not allowed (loopback)"),
-            ("[::ffff:127.0.0.1]", "address ::ffff:7f00:1 is not allowed (loopback)"),
+            "127.0.0.1", "[::1]", "[::ffff:127.0.0.1]",
             # aiohttp connects to IP literals without asking the resolver: checked up front
-            ("127.1", "'127.1' is not a valid IP address"),
-            ("2130706433", "'2130706433' is not a valid IP address"),
-            ("127.0.0.1.", "'127.0.0.1.' is not a valid IP address"),
+            # (these three are not valid IP addresses, and refused as such)
+            "127.1", "2130706433", "127.0.0.1.",
             # names go through the guarded resolver
-            ("localhost", "address 127.0.0.1 is not allowed (loopback); localhost resolves to it"),
-            (
-                "0x7f.0.0.1",
-                "address 127.0.0.1 is not allowed (loopback); 0x7f.0.0.1 resolves to it",
-            ),
+            "localhost", "0x7f.0.0.1",
         ],
     )
-    def test_loopback_blocked(self, host: str, error: str) -> None:
+    def test_loopback_blocked(self, host: str) -> None:
         async def go() -> None:
             async with receiving() as rx, Sender(settings(block_loopback=True)) as sender:
                 out = await post(sender, rx.url("/ok", host=host))
-            assert (out.status, out.failure, out.error) == (None, "connection", error)
+            assert (out.status, out.failure, out.error) == (None, "connection", DENIED)
             assert rx.requests == []
 
         run(go)
 
-    def test_localhost_message(self) -> None:
+    def test_denied_says_nothing_else(self) -> None:
+        """The log entry does not tell which rule refused, nor what a name resolves to."""
         async def go() -> None:
             async with Sender(settings(block_loopback=True)) as sender:
                 out = await post(sender, "http://localhost:9/")
-            assert out.error == (
-                "address 127.0.0.1 is not allowed (loopback); localhost resolves to it"
-            )
+            assert out == Outcome(None, out.latency_ms, error=DENIED, failure="connection")
 
         run(go)
 
@@ -405,10 +397,7 @@ class TestAddressSafety:
             resolver = FixedResolver("93.184.216.34", "169.254.169.254")
             async with Sender(settings(), resolver=resolver) as sender:
                 out = await post(sender, "http://rebind.example/")
-            assert out.error == (
-                "address 169.254.169.254 is not allowed (cloud metadata); "
-                "rebind.example resolves to it"
-            )
+            assert out.error == DENIED
             assert resolver.closed
 
         run(go)
@@ -420,9 +409,7 @@ class TestAddressSafety:
                 Sender(settings(denied_networks="10.0.0.0/8, 127.0.0.2/31")) as sender,
             ):
                 out = await post(sender, rx.url("/ok", host="127.0.0.3"))
-                assert out.error == (
-                    "address 127.0.0.3 is not allowed (in denied network 127.0.0.2/31)"
-                )
+                assert out.error == DENIED and rx.requests == []
                 assert (await post(sender, rx.url("/ok"))).ok
 
         run(go)
@@ -436,9 +423,7 @@ class TestAddressSafety:
             resolver = FixedResolver("10.1.2.3")
             async with Sender(settings(block_private_networks=True), resolver=resolver) as s:
                 out = await post(s, "http://intranet.example/")
-            assert out.error is not None and "10.1.2.3 is not allowed (private network)" in (
-                out.error
-            )
+            assert out.error == DENIED
 
         run(go)
 
@@ -449,6 +434,9 @@ class TestAddressSafety:
             guard = GuardedResolver(AddressPolicy(), FixedResolver("fe80::1"))
             with pytest.raises(OSError, match="link-local"):
                 await guard.resolve("dns.example", 443)
+            guard = GuardedResolver(AddressPolicy(block_private=True), FixedResolver("10.1.2.3"))
+            with pytest.raises(OSError, match=r"10\.1\.2\.3 is not allowed \(private network\)"):
+                await guard.resolve("intranet.example", 80)
 
         run(go)
 

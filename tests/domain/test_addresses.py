@@ -8,7 +8,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from crmwatch.domain.addresses import AddressPolicy, address_allowed, parse_networks
+from crmwatch.domain.addresses import (
+    ALWAYS,
+    AddressPolicy,
+    address_allowed,
+    is_loopback_host,
+    local_only,
+    parse_networks,
+)
 
 ipv4 = st.integers(0, 2**32 - 1).map(ipaddress.IPv4Address)
 ipv6 = st.integers(0, 2**128 - 1).map(ipaddress.IPv6Address)
@@ -149,3 +156,63 @@ class TestPolicy:
         assert parse_networks(" 10.1.2.3/16 ,") == (ipaddress.IPv4Network("10.1.0.0/16"),)
         with pytest.raises(ValueError):
             parse_networks("10.0.0.0/33")
+
+
+class TestLocalOnly:
+    """`auto` blocks loopback and private targets unless the server is local-only."""
+
+    @pytest.mark.parametrize(
+        ("host", "url", "local"),
+        [
+            ("127.0.0.1", "http://127.0.0.1:8000", True),
+            ("::1", "http://[::1]:8000", True),
+            ("localhost", "http://localhost:8000", True),
+            ("127.0.0.2", "http://127.0.0.2:8000", True),
+            ("0.0.0.0", "http://127.0.0.1:8000", False),
+            ("::", "http://127.0.0.1:8000", False),
+            ("10.0.0.5", "http://10.0.0.5:8000", False),
+            ("127.0.0.1", "https://crm.example.com", False),  # behind a reverse proxy
+            ("127.0.0.1", "", False),
+        ],
+    )
+    def test_local_only(self, host: str, url: str, local: bool) -> None:
+        assert local_only(host, url) is local
+
+    @given(flags, st.booleans())
+    def test_decided_settings_win(self, given_flags: dict[str, bool], local: bool) -> None:
+        policy = AddressPolicy.decide(given_flags["block_private"],
+                                      given_flags["block_loopback"], (), local=local)
+        assert (policy.block_private, policy.block_loopback) == (
+            given_flags["block_private"], given_flags["block_loopback"])
+
+    def test_auto(self) -> None:
+        assert AddressPolicy.decide(None, None, (), local=True) == AddressPolicy()
+        assert AddressPolicy.decide(None, None, (), local=False) == AddressPolicy(
+            block_private=True, block_loopback=True)
+        assert not is_loopback_host("") and not is_loopback_host("localhost.example")
+
+
+class TestUrlRefusal:
+    """A URL that can never be delivered to is known before any lookup."""
+
+    @pytest.mark.parametrize(
+        "url",
+        ["ftp://x.example/", "http://", "https:///path", "http://x.example:port/",
+         "http://169.254.169.254/", "http://[fe80::1%25eth0]/", "http://127.1/",
+         "http://0.0.0.0/"],
+    )
+    def test_refused(self, url: str) -> None:
+        assert ALWAYS.url_refusal(url) is not None
+
+    @pytest.mark.parametrize(
+        "url", ["https://hooks.example.com/x?a=1", "http://127.0.0.1:9/", "http://[::1]/",
+                "http://localhost.example/", "http://10.1.2.3/"],
+    )
+    def test_allowed(self, url: str) -> None:
+        assert ALWAYS.url_refusal(url) is None
+
+    def test_names_wait_for_resolution(self) -> None:
+        strict = AddressPolicy(block_private=True, block_loopback=True)
+        assert strict.url_refusal("http://127.0.0.1/") is not None
+        assert strict.url_refusal("http://[::ffff:10.0.0.1]/") is not None
+        assert strict.url_refusal("http://localhost/") is None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from urllib.parse import urlencode
 
@@ -11,7 +12,7 @@ from hypothesis import strategies as st
 from crmwatch.domain.channels import OPERATIONS, Channel
 from crmwatch.domain.clock import zone
 from crmwatch.domain.matching import Affected, Notification
-from crmwatch.domain.payloads import build_body, query_params
+from crmwatch.domain.payloads import build_body, query_params, without_values
 from tests.strategies import MODULES, NOW
 
 UTC = zone("UTC")
@@ -148,3 +149,19 @@ class TestQueryParams:
     @given(st.dictionaries(st.text(min_size=1), st.text()))
     def test_round_trip(self, params: dict[str, str]) -> None:
         assert query_params("http://h.example/x?" + urlencode(params)) == params
+
+
+class TestWithoutValues:
+    """The delivery log's view of a body for callers who may not read the module."""
+
+    def test_values_emptied_rest_kept(self) -> None:
+        body = {"ids": ["1", "2"], "operation": "update", "token": None,
+                "affected_fields": [{"1": ["Company"]}],
+                "affected_values": [{"record_id": "1", "values": {"Company": "Ünïcode Co"}},
+                                    {"record_id": "2", "values": {}}]}
+        shown = json.loads(without_values(json.dumps(body)))
+        assert shown == {**body, "affected_values": [{"record_id": "1", "values": {}},
+                                                     {"record_id": "2", "values": {}}]}
+        plain = {"ids": ["1"], "operation": "insert"}
+        assert json.loads(without_values(json.dumps(plain))) == plain
+        assert without_values("") == "" and without_values("[1]") == ""

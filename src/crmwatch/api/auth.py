@@ -47,6 +47,15 @@ class Caller:
         if not sc.allows(self.scopes, family, name, operation):
             raise ScopeMismatch()
 
+    def may_read(self, module_name: str) -> bool:
+        """Whether the caller may read records of the module (a subform's rows: of its
+        parent); a module the org no longer has needs READ on every module."""
+        module = self.tenant.modules.get(module_name)
+        if module is None:
+            return sc.allows(self.scopes, "modules", None, "READ")
+        scoped = self.tenant.modules.get(module.parent or "") or module
+        return sc.allows(self.scopes, "modules", scoped.scope_name, "READ")
+
 
 class Gate:
     """Checks tokens and keeps tenants; one per app."""
@@ -79,7 +88,7 @@ class Gate:
             if info is None or info.kind != "access":
                 self._tokens.pop(secret, None)
                 raise InvalidToken()
-            cached = (info, sc.parse_scopes(info.scopes), now)
+            cached = (info, sc.parse_granted(info.scopes), now)
             if len(self._tokens) > 100_000:
                 self._tokens.clear()
             self._tokens[secret] = cached

@@ -25,7 +25,8 @@ from crmwatch.api.http import json_response, read_json
 from crmwatch.api.state import AppState, state, version
 from crmwatch.bulk.jobs import job_json, result_expired
 from crmwatch.domain import clock, criteria
-from crmwatch.domain.errors import ZohoError
+from crmwatch.domain.addresses import AddressPolicy
+from crmwatch.domain.errors import ScopeMismatch, ZohoError
 from crmwatch.domain.modules import Module
 from crmwatch.domain.states import BulkState
 from crmwatch.domain.versions import ApiVersion
@@ -141,11 +142,13 @@ def _page(raw: Any) -> int:
     return raw
 
 
-def _callback(raw: Any) -> dict[str, Any] | None:
+def _callback(raw: Any, policy: AddressPolicy) -> dict[str, Any] | None:
+    """The callback, or INVALID_CALLBACK_URL for a URL that can never be delivered to."""
     if raw is None:
         return None
     url = raw.get("url") if isinstance(raw, dict) else None
-    if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+    if (not isinstance(url, str) or not url.startswith(("http://", "https://"))
+            or policy.url_refusal(url) is not None):
         raise BulkError("INVALID_CALLBACK_URL", f"Invalid URL '{url}' for callback.",
                         api_name="url", json_path="$.callback.url")
     method = raw.get("method", "post")
@@ -169,7 +172,8 @@ def _body(body: Any) -> tuple[dict[str, Any], dict[str, Any]]:
     return body, query
 
 
-def _parse(caller: Caller, body: dict[str, Any], query: dict[str, Any]) -> dict[str, Any]:
+def _parse(caller: Caller, body: dict[str, Any], query: dict[str, Any],
+           policy: AddressPolicy) -> dict[str, Any]:
     module = _module(caller, query.get("module"))
     caller.require("modules", module.scope_name, "READ")
     columns = _columns(module, query.get("fields"))
@@ -193,7 +197,7 @@ def _parse(caller: Caller, body: dict[str, Any], query: dict[str, Any]) -> dict[
         echo["criteria"] = _echo_criteria(module, query["criteria"])
     plan = {"columns": columns, "types": types, "tz": caller.tenant.org.timezone}
     return {"module": module.api_name, "query": echo, "plan": plan, "page": page,
-            "file_type": file_type, "callback": _callback(body.get("callback")),
+            "file_type": file_type, "callback": _callback(body.get("callback"), policy),
             "after_id": None}
 
 
@@ -219,7 +223,8 @@ async def _from_token(st: AppState, caller: Caller, v: ApiVersion, body: dict[st
     page = prev.page + 1
     return {"module": prev.module, "query": {**prev.query, "page": page}, "plan": prev.plan,
             "page": page, "file_type": prev.file_type,
-            "callback": _callback(body.get("callback")), "after_id": prev.last_id}
+            "callback": _callback(body.get("callback"), st.policy),
+            "after_id": prev.last_id}
 
 
 def _too_many(message: str, retry_after_s: float | None = None) -> Response:
@@ -236,7 +241,7 @@ async def create(request: Request) -> Response:
         if "page_token" in query:
             parsed = await _from_token(st, caller, v, body, query["page_token"])
         else:
-            parsed = _parse(caller, body, query)
+            parsed = _parse(caller, body, query, st.policy)
     except BulkError as err:
         return json_response({"data": [err.to_json()]}, err.status_code)
     org = caller.tenant.org
@@ -268,6 +273,8 @@ async def _job(request: Request) -> tuple[AppState, store_bulk.Job]:
     job = await st.store.read(store_bulk.get_job(caller.tenant.org.id, int(raw)))
     if job is None:
         raise _not_found()
+    if not caller.may_read(job.module):  # the job's rows are the module's records
+        raise ScopeMismatch()
     return st, job
 
 

@@ -13,6 +13,7 @@ from crmwatch.delivery import signing
 from crmwatch.domain import channels as ch
 from crmwatch.domain import clock
 from crmwatch.domain.errors import InvalidData, InvalidUrlPattern, RequiredParamMissing
+from crmwatch.domain.payloads import without_values
 from crmwatch.store import deliveries as store_deliveries
 
 STATUSES = ("pending", "retrying", "delivered", "dead", "cancelled")
@@ -58,12 +59,19 @@ async def list_deliveries(request: Request) -> Response:
 
 
 async def get_delivery(request: Request) -> Response:
-    """One delivery with every attempt: request and response bodies, codes, latencies."""
+    """One delivery with every attempt: request and response bodies, codes, latencies. The
+    record values in the request bodies are shown only to callers that may read the module
+    (`values_redacted` says when they were left out)."""
     st, caller = await _caller(request, "READ")
     entry = await st.store.read(store_deliveries.get_log(caller.tenant.org.id,
                                                          _delivery_id(request)))
     if entry is None:
         raise InvalidUrlPattern("no such delivery")
+    redact = not caller.may_read(entry["module"])
+    for attempt in entry["attempt_log"]:
+        if redact:
+            attempt["request_body"] = without_values(attempt["request_body"])
+        attempt["values_redacted"] = redact
     return json_response({"deliveries": [entry]})
 
 
@@ -103,8 +111,9 @@ async def redeliver_many(request: Request) -> Response:
 
 
 async def secret(request: Request) -> Response:
-    """The org's signing secrets (newest first; older ones during a rotation's grace)."""
-    st, caller = await _caller(request, "READ")
+    """The org's signing secrets (newest first; older ones during a rotation's grace). They
+    let one sign webhooks the org's receivers trust: UPDATE, as for rotating them."""
+    st, caller = await _caller(request, "UPDATE")
     secrets = await st.store.write(store_deliveries.signing_secrets(
         caller.tenant.org.id, st.now_ms(), signing.new_secret()))
     return json_response({"secrets": secrets, "scheme": "standard-webhooks v1"})

@@ -11,6 +11,7 @@ from starlette.requests import Request
 from crmwatch.api.auth import Gate
 from crmwatch.bulk.jobs import DownloadLimit
 from crmwatch.config import Settings
+from crmwatch.domain.addresses import AddressPolicy
 from crmwatch.domain.errors import InvalidUrlPattern
 from crmwatch.domain.versions import ApiVersion, parse_version
 
@@ -26,9 +27,12 @@ class AppState:
     """The BulkRunner of this process, when it runs workers."""
     bulk_downloads: DownloadLimit = field(init=False)
     """Bulk Read downloads per org and minute (in this process)."""
+    policy: AddressPolicy = field(init=False)
+    """Where webhooks and callbacks may go: URLs that can never be delivered are refused."""
 
     def __post_init__(self) -> None:
         self.bulk_downloads = DownloadLimit(self.settings.bulk_downloads_per_minute)
+        self.policy = self.settings.address_policy()
 
     def wake_delivery(self) -> None:
         if self.delivery is not None:

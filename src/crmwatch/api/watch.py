@@ -34,13 +34,14 @@ async def _write(request: Request, method: ch.Method, operation: str) -> Respons
     body = await read_json(request, st.settings.max_body_bytes)
     now = st.now_ms()
     modules = caller.tenant.modules
-    inputs = ch.parse_request(body, method, v, modules, now)
+    inputs = ch.parse_request(body, method, v, modules, now, policy=st.policy)
     org = caller.tenant.org
     if all(isinstance(i, ZohoError) for i in inputs):
         outcomes: list[Any] = list(inputs)
     else:
         outcomes = await st.store.write(store_channels.write_channels(
-            org.id, inputs, now, new_batch(), caller.user.id))
+            org.id, inputs, now, new_batch(), caller.user.id,
+            max_channels=st.settings.max_channels_per_org))
     tz = clock.zone(org.timezone)
     items = [o.to_json() if isinstance(o, ZohoError) else
              ch.action_item(o[0], o[1], st.base_url, v.name, modules, tz) for o in outcomes]

@@ -15,7 +15,8 @@ before sending.
 
 from __future__ import annotations
 
-import os
+import errno
+import logging
 import socket
 import ssl
 import time
@@ -29,10 +30,12 @@ from multidict import CIMultiDict
 from yarl import URL
 
 from crmwatch import __version__
-from crmwatch.config import Settings, env_name
-from crmwatch.domain.addresses import AddressPolicy, parse_networks
+from crmwatch.config import Settings
+from crmwatch.domain.addresses import AddressPolicy, is_ip_literal
 from crmwatch.domain.concurrency import FailureKind
 from crmwatch.domain.retry import parse_retry_after
+
+log = logging.getLogger(__name__)
 
 KEEPALIVE_S = 4.0
 """Idle pooled connections are dropped after this; below the 5 s idle timeout of common
@@ -101,15 +104,7 @@ class Sender:
 
     def __init__(self, settings: Settings, *, resolver: AbstractResolver | None = None) -> None:
         """`resolver` replaces aiohttp's default resolver (tests); it is guarded all the same."""
-        try:
-            extra = parse_networks(settings.denied_networks)
-        except ValueError as exc:
-            raise ValueError(f"{env_name('denied_networks')}: {exc}") from None
-        self.policy = AddressPolicy(
-            block_private=settings.block_private_networks,
-            block_loopback=settings.block_loopback,
-            extra_denied=extra,
-        )
+        self.policy = settings.address_policy()
         self.timeout = aiohttp.ClientTimeout(
             total=settings.delivery_timeout, sock_connect=settings.delivery_connect_timeout
         )
@@ -190,7 +185,8 @@ class Sender:
         kind = failure_for_status(status)
         error: str | None = None
         if kind is not None:
-            error = f"HTTP {status} {reason or ''}".rstrip()
+            reason = "".join(c for c in reason or "" if c.isprintable())[:200]
+            error = f"HTTP {status} {reason}".rstrip()
             if 300 <= status < 400:
                 error += " (redirects are not followed)"
         return Outcome(status, _since(started), content, retry_after, error, kind)
@@ -206,9 +202,11 @@ class Sender:
         host = parsed.raw_host
         if not host:
             return f"invalid URL {url!r}: no host"
-        # aiohttp treats exactly these hosts as IP literals and connects without resolving.
-        if ":" in host or host.replace(".", "").isdigit():
-            return self.policy.refusal(host)
+        if is_ip_literal(host):  # aiohttp connects to these without resolving
+            refusal = self.policy.refusal(host)
+            if refusal is not None:
+                log.debug("not delivering to %s: %s", url, refusal)
+                return DENIED
         return None
 
     async def _read_capped(self, response: aiohttp.ClientResponse) -> bytes:
@@ -229,27 +227,42 @@ class Sender:
         return b"".join(chunks)
 
     def _describe(self, exc: Exception) -> tuple[FailureKind, str]:
-        denied = _denied(exc)
-        if denied is not None:
-            return "connection", str(denied)
+        """How an attempt without an answer failed, as a category in words: never the
+        system's text, addresses or ports, so that the delivery log cannot be used to map
+        a network (the details go to the debug log)."""
+        log.debug("delivery attempt failed: %r", exc)
+        if _denied(exc) is not None:
+            return "connection", DENIED
         if isinstance(exc, aiohttp.ConnectionTimeoutError):
-            return "timeout", f"connect timed out after {self.timeout.sock_connect} s"
+            return "timeout", "connect timed out"
         if isinstance(exc, TimeoutError):
-            return "timeout", f"timed out after {self.timeout.total} s"
+            return "timeout", "timed out"
         if isinstance(exc, aiohttp.ClientConnectorCertificateError):
-            return "connection", f"TLS certificate rejected: {exc.certificate_error}"
+            return "connection", "TLS certificate not accepted"
         if isinstance(exc, aiohttp.ClientConnectorSSLError):
-            return "connection", f"TLS error: {exc.os_error}"
+            return "connection", "TLS handshake failed"
         if isinstance(exc, aiohttp.ClientConnectorDNSError):
-            return "connection", f"cannot resolve {exc.host}: {exc.os_error}"
+            return "connection", "host name not resolved"
         if isinstance(exc, aiohttp.ClientConnectorError):
-            err = exc.os_error
-            reason = os.strerror(err.errno) if err.errno else (err.strerror or str(err))
-            return "connection", f"cannot connect to {exc.host}:{exc.port}: {reason}"
+            return "connection", _CONNECT_ERRORS.get(exc.os_error.errno or 0, "cannot connect")
         if isinstance(exc, aiohttp.InvalidURL):
-            return "connection", f"invalid URL: {exc}"
-        text = str(exc)
-        return "connection", f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+            return "connection", "invalid URL"
+        if isinstance(exc, aiohttp.ServerDisconnectedError | aiohttp.ClientOSError):
+            return "connection", "connection closed before an answer"
+        if isinstance(exc, aiohttp.ClientResponseError | aiohttp.ClientPayloadError):
+            return "connection", "invalid HTTP answer"
+        return "connection", "failed before an answer"
+
+
+DENIED = "address not allowed"
+"""The whole log entry of an attempt to a denied address: which rule refused it is not said
+(it would tell what a name resolves to)."""
+_CONNECT_ERRORS = {
+    errno.ECONNREFUSED: "connection refused",
+    errno.ECONNRESET: "connection reset",
+    errno.EHOSTUNREACH: "host unreachable",
+    errno.ENETUNREACH: "network unreachable",
+}
 
 
 def _since(started: float) -> float:

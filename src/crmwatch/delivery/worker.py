@@ -440,8 +440,32 @@ class DeliveryService:
         try:
             await self.store.write(store_deliveries.record(batch, _now_ms()))
         except Exception:
-            self._results = batch + self._results
-            raise
+            log.warning("writing %d delivery outcomes together failed; writing them one by "
+                        "one", len(batch), exc_info=True)
+            await self._record_each(batch)
+        self._written(batch)
+
+    async def _record_each(self, batch: list[Result]) -> None:
+        """Write `batch` row by row, a row that cannot be written in its reduced form (state
+        and numbers only), so that one bad row never holds back the others. When even that
+        fails, the database is the trouble: what is left is kept for the next flush."""
+        for i, r in enumerate(batch):
+            try:
+                await self.store.write(store_deliveries.record([r], _now_ms()))
+                continue
+            except Exception:
+                log.exception("delivery %s: its outcome could not be written; writing it "
+                              "without the attempt's details", r.delivery_id)
+            try:
+                await self.store.write(store_deliveries.record([store_deliveries.reduced(r)],
+                                                               _now_ms()))
+            except Exception:
+                self._results = batch[i:] + self._results
+                self._written(batch[:i])
+                raise
+
+    def _written(self, batch: list[Result]) -> None:
+        """Remember `batch` as written (unless a later outcome of the same delivery waits)."""
         pending = {r.delivery_id for r in self._results}
         written = {r.delivery_id for r in batch} - pending
         now = time.monotonic()

@@ -2,7 +2,9 @@
 
 Always refused: cloud metadata endpoints, link-local, "this network" (0.0.0.0/8, ::),
 multicast, and any extra networks the operator lists. Private ranges and loopback are refused
-only when asked (loopback stays reachable by default for local development).
+as the operator decides; left undecided (`auto`), they are refused unless the server is
+local-only (`local_only`: it listens on loopback and its public URL is loopback too), which
+keeps `serve` on a laptop, and tests, delivering to local receivers.
 An IPv4-mapped (::ffff:a.b.c.d) or NAT64 (64:ff9b::a.b.c.d) address is judged as the IPv4
 address it reaches.
 """
@@ -13,6 +15,7 @@ import ipaddress
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TypeAlias
+from urllib.parse import urlsplit
 
 IPAddress: TypeAlias = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork: TypeAlias = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -100,6 +103,44 @@ def parse_networks(text: str) -> tuple[IPNetwork, ...]:
     )
 
 
+def is_loopback_host(host: str | None) -> bool:
+    """True for `localhost` and loopback IP literals (IPv6 in brackets or not).
+
+    >>> is_loopback_host("127.0.0.1"), is_loopback_host("[::1]"), is_loopback_host("0.0.0.0")
+    (True, True, False)
+    """
+    if not host:
+        return False
+    host = host.strip().strip("[]").lower().rstrip(".")
+    if host == "localhost":
+        return True
+    try:
+        addr = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return _within(addr, LOOPBACK)
+
+
+def local_only(listen_host: str, public_url: str) -> bool:
+    """Whether a server that listens on `listen_host` and is reached at `public_url` can be
+    reached from this machine only (local development): both are loopback. A server behind a
+    reverse proxy on the same machine listens on loopback but has a public URL elsewhere.
+
+    >>> local_only("127.0.0.1", "http://127.0.0.1:8000"), local_only("0.0.0.0", "")
+    (True, False)
+    >>> local_only("127.0.0.1", "https://crm.example.com")
+    False
+    """
+    return is_loopback_host(listen_host) and is_loopback_host(urlsplit(public_url).hostname)
+
+
+def is_ip_literal(host: str) -> bool:
+    """Whether a URL's host is an IP literal rather than a name to resolve: exactly the hosts
+    aiohttp connects to without resolving (so a bad one such as `127.1` is refused as not an
+    IP address instead of being sent anywhere)."""
+    return ":" in host or host.replace(".", "").isdigit()
+
+
 @dataclass(frozen=True, slots=True)
 class AddressPolicy:
     """The operator's choices, applied by `refusal`."""
@@ -107,6 +148,32 @@ class AddressPolicy:
     block_private: bool = False
     block_loopback: bool = False
     extra_denied: tuple[IPNetwork, ...] = ()
+
+    @classmethod
+    def decide(cls, block_private: bool | None, block_loopback: bool | None,
+               extra_denied: tuple[IPNetwork, ...], *, local: bool) -> AddressPolicy:
+        """The policy of the settings: None (`auto`) blocks unless the server is `local`."""
+        return cls(
+            block_private=(not local) if block_private is None else block_private,
+            block_loopback=(not local) if block_loopback is None else block_loopback,
+            extra_denied=extra_denied,
+        )
+
+    def url_refusal(self, url: str) -> str | None:
+        """Why `url` can never be delivered to, known before any lookup: not http(s), no
+        host, or a host that is a denied (or malformed) IP literal. None when it may be
+        tried (a name is judged by what it resolves to, at each attempt)."""
+        try:
+            parts = urlsplit(url)
+            _ = parts.port  # raises ValueError for a port that is not a number
+        except ValueError:
+            return "not a valid URL"
+        if parts.scheme.lower() not in ("http", "https"):
+            return "only http and https URLs can be delivered to"
+        host = parts.hostname
+        if not host:
+            return "the URL has no host"
+        return self.refusal(host) if is_ip_literal(host) else None
 
     def refusal(self, ip: IPAddress | str) -> str | None:
         """An error message when `ip` is denied (or is not an IP address), else None."""
@@ -120,3 +187,7 @@ class AddressPolicy:
         except ValueError:
             return f"{ip!r} is not a valid IP address"
         return None if reason is None else f"address {ip} is not allowed ({reason})"
+
+
+ALWAYS = AddressPolicy()
+"""The policy that refuses only what is always refused (metadata, link-local, ...)."""

@@ -32,6 +32,7 @@ from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
 from crmwatch.domain import clock
+from crmwatch.domain.addresses import ALWAYS, AddressPolicy
 from crmwatch.domain.errors import (
     Ambiguity,
     DependentFieldMissing,
@@ -307,12 +308,14 @@ def effective_expiry(requested_ms: int | None, now_ms: int, max_expiry: timedelt
 
 def parse_request(body: object, method: Method, version: ApiVersion,
                   modules: Mapping[str, Module], now_ms: int, *,
-                  max_expiry: timedelta | None = None) -> list[ChannelInput | ZohoError]:
+                  max_expiry: timedelta | None = None,
+                  policy: AddressPolicy = ALWAYS) -> list[ChannelInput | ZohoError]:
     """Check a POST/PUT/PATCH body: one ChannelInput or error per item of `watch`.
 
     `method` "merge" and "remove_events" both mean PATCH: each item's `_delete_events`
     decides which it is. Request-level problems (not an object, no `watch`, more than 100
-    items) raise. `max_expiry` overrides the version's maximum channel lifetime.
+    items) raise. `max_expiry` overrides the version's maximum channel lifetime. A
+    `notify_url` that `policy` says can never be delivered to is INVALID_DATA.
     """
     if not isinstance(body, Mapping):
         raise InvalidData("the body must be a JSON object", expected_data_type="jsonobject")
@@ -327,7 +330,7 @@ def parse_request(body: object, method: Method, version: ApiVersion,
     if len(items) > MAX_CHANNELS:
         raise LimitExceeded("too many channels", api_name="watch", limit=MAX_CHANNELS)
     limit = max_expiry if max_expiry is not None else version.max_channel_expiry
-    parser = _Parser(version, modules, now_ms, limit)
+    parser = _Parser(version, modules, now_ms, limit, policy)
     out: list[ChannelInput | ZohoError] = []
     for i, raw in enumerate(items):
         try:
@@ -345,11 +348,12 @@ class _Parser:
     """Per-request context of `parse_request`."""
 
     def __init__(self, version: ApiVersion, modules: Mapping[str, Module], now_ms: int,
-                 max_expiry: timedelta) -> None:
+                 max_expiry: timedelta, policy: AddressPolicy) -> None:
         self.version = version
         self.modules = modules
         self.now_ms = now_ms
         self.max_expiry = max_expiry
+        self.policy = policy
 
     def item(self, raw: object, i: int, method: Method) -> ChannelInput:
         path = f"$.watch[{i}]"
@@ -425,8 +429,7 @@ class _Parser:
             events[module.api_name] = events.get(module.api_name, frozenset()) | set(ops)
         return events
 
-    @staticmethod
-    def _url(value: object, path: str) -> str | None:
+    def _url(self, value: object, path: str) -> str | None:
         if value is None:
             return None
         where = f"{path}.notify_url"
@@ -440,6 +443,10 @@ class _Parser:
         if (parts.scheme.lower() not in ("http", "https") or not parts.hostname
                 or any(c.isspace() or not c.isprintable() for c in parts.netloc)):
             raise _invalid("notify_url", where)
+        refusal = self.policy.url_refusal(value)
+        if refusal is not None:
+            raise InvalidData(f"notify_url can never be delivered to: {refusal}",
+                              api_name="notify_url", json_path=where)
         return value
 
     @staticmethod
@@ -613,6 +620,13 @@ def _resolve_ref(raw: object, key: str, path: str, by_name: Callable[[str], T | 
 
 
 # -- applying ------------------------------------------------------------------------------
+
+def too_many_channels(inp: ChannelInput, limit: int) -> LimitExceeded:
+    """The item's error when its org already has `limit` live channels."""
+    return LimitExceeded(f"the org already has {limit} channels, the most it may have",
+                         api_name="channel_id", json_path=f"$.watch[{inp.index}].channel_id",
+                         limit=limit)
+
 
 def require_live(existing: Channel | None, now_ms: int) -> Channel:
     """The channel if it exists and has not expired; NOT_SUBSCRIBED otherwise."""

@@ -15,6 +15,7 @@ Choices where Zoho is silent or odd:
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
@@ -60,6 +61,27 @@ def build_body(n: Notification, channel: Channel, base_url: str, server_time_ms:
         body["affected_values"] = [{"record_id": a.record_id, "values": dict(a.values)}
                                    for a in shown]
     return body
+
+
+def without_values(body_text: str) -> str:
+    """A webhook body as the delivery log shows it to a caller who may not read the module:
+    every `affected_values[].values` emptied to `{}`, the rest (ids, operation, field names)
+    as sent. Text that is not such a body is shown as nothing at all.
+
+    >>> without_values('{"ids":["1"],"affected_values":[{"record_id":"1","values":{"a":2}}]}')
+    '{"ids":["1"],"affected_values":[{"record_id":"1","values":{}}]}'
+    """
+    try:
+        body = json.loads(body_text)
+    except ValueError:
+        return ""
+    if not isinstance(body, dict):
+        return ""
+    affected = body.get("affected_values")
+    if isinstance(affected, list):
+        body["affected_values"] = [{**a, "values": {}} if isinstance(a, dict) else {}
+                                   for a in affected]
+    return json.dumps(body, ensure_ascii=False, separators=(",", ":"))
 
 
 def _shown(a: Affected, module: Module | None, tz: ZoneInfo) -> Affected:

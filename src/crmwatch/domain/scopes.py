@@ -2,6 +2,10 @@
 
 `ALL` grants every operation, `WRITE` grants CREATE, UPDATE and DELETE, and a scope without a
 name (`ZohoCRM.modules.ALL`) grants every name below it (`ZohoCRM.modules.leads.READ`).
+
+The `/crmwatch/v1` extension API takes Zoho's families for what it shows: the change feed
+`modules`, the delivery log and signing secrets `notifications`. The `crmwatch` family that
+once was granted beside them is retired: refused in new grants, ignored in stored ones.
 """
 
 from __future__ import annotations
@@ -16,11 +20,11 @@ DEFAULT_SCOPES = (
     "ZohoCRM.org.ALL",
     "ZohoCRM.notifications.ALL",
     "ZohoCRM.bulk.ALL",
-    "ZohoCRM.crmwatch.ALL",
 )
-FAMILIES = frozenset(
-    {"modules", "settings", "users", "org", "notifications", "bulk", "coql", "crmwatch"}
-)
+FAMILIES = frozenset({"modules", "settings", "users", "org", "notifications", "bulk", "coql"})
+RETIRED = frozenset({"crmwatch"})
+"""Families granted once and checked nowhere: refused by `parse_scope`, skipped by
+`parse_granted`."""
 OPERATIONS = frozenset({"ALL", "READ", "CREATE", "UPDATE", "DELETE", "WRITE"})
 
 
@@ -48,6 +52,9 @@ def parse_scope(text: str) -> Scope:
     if len(parts) not in (3, 4) or parts[0].lower() != "zohocrm":
         raise ValueError(f"invalid scope {text!r}")
     family, op = parts[1].lower(), parts[-1].upper()
+    if family in RETIRED:
+        raise ValueError(f"invalid scope {text!r}: the {family} scope family is retired "
+                         "(its API takes the modules and notifications scopes)")
     if family not in FAMILIES or op not in OPERATIONS:
         raise ValueError(f"invalid scope {text!r}")
     return Scope(family, parts[2].lower() if len(parts) == 4 else None, op)
@@ -57,6 +64,14 @@ def parse_scopes(text: str | Iterable[str]) -> tuple[Scope, ...]:
     """Parse scopes separated by commas or spaces (Zoho uses both)."""
     items = text.replace(",", " ").split() if isinstance(text, str) else list(text)
     return tuple(parse_scope(item) for item in items)
+
+
+def parse_granted(text: str) -> tuple[Scope, ...]:
+    """Parse the scopes stored with a token, leaving out those of retired families (granted
+    before they were retired)."""
+    items = text.replace(",", " ").split()
+    return tuple(parse_scope(item) for item in items
+                 if [*item.split("."), ""][1].lower() not in RETIRED)
 
 
 def allows(scopes: Iterable[Scope], family: str, name: str | None, operation: str) -> bool:

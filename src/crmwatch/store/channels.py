@@ -38,9 +38,11 @@ def _store(org_id: int, channel_id: str, channel: Channel | None, now_ms: int, b
 
 
 def write_channels(org_id: int, inputs: Sequence[ChannelInput | ZohoError], now_ms: int,
-                   batch: int, user_id: int) -> Flow[list[Outcome]]:
-    """Apply POST/PUT/PATCH items in order; one outcome (or error) per item."""
+                   batch: int, user_id: int, *, max_channels: int = 0) -> Flow[list[Outcome]]:
+    """Apply POST/PUT/PATCH items in order; one outcome (or error) per item. With
+    `max_channels`, an item that would make the org's live channels more is refused."""
     yield Query("lock_org_channels", (org_id,), "none")
+    live = (yield Query("count_live_channels", (org_id, now_ms), "val")) if max_channels else 0
     out: list[Outcome] = []
     for inp in inputs:
         if isinstance(inp, ZohoError):
@@ -55,6 +57,14 @@ def write_channels(org_id: int, inputs: Sequence[ChannelInput | ZohoError], now_
         if new is None and existing is None:
             out.append(NotSubscribed())
             continue
+        was_live = existing is not None and existing.is_live(now_ms)
+        if max_channels and new is not None and not was_live:
+            if int(live) >= max_channels:
+                out.append(ch.too_many_channels(inp, max_channels))
+                continue
+            live = int(live) + 1
+        elif max_channels and new is None and was_live:
+            live = int(live) - 1
         yield from _store(org_id, inp.channel_id, new, now_ms, batch, user_id)
         out.append((inp, new))
     return out

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import orjson
@@ -47,6 +47,27 @@ class Result:
     response_body: str | None
 
 
+UNLOGGABLE = "the attempt's details could not be logged"
+"""The error an attempt row is written with when its own details could not be stored."""
+
+
+def storable(text: str | None) -> str | None:
+    """`text` as every backend stores it: NUL, which PostgreSQL refuses in text, becomes
+    U+FFFD; a lone surrogate, which no backend can encode, becomes "?"; the rest is kept
+    exactly. (Bytes from a receiver were decoded with invalid UTF-8 replaced by U+FFFD.)"""
+    if text is None:
+        return None
+    if not text.isascii():
+        text = text.encode("utf-8", "replace").decode("utf-8")  # surrogates become "?"
+    return text.replace("\x00", "\ufffd")
+
+
+def reduced(r: Result) -> Result:
+    """`r` with only what cannot fail to be stored: its state and our own numbers."""
+    return replace(r, url="", request_body="", status_code=None, latency_ms=None,
+                   error=UNLOGGABLE, response_body=None)
+
+
 def _owed(channel_id: str, r: Sequence[Any]) -> Owed:
     affected = None if r[6] is None else tuple(
         Affected(a["record_id"], tuple(a["fields"]), a["values"]) for a in orjson.loads(r[6]))
@@ -86,17 +107,20 @@ def undelivered(org_id: int, channel_id: str, after_id: int, limit: int) -> Flow
 
 def record(results: Sequence[Result], now_ms: int) -> Flow[None]:
     """Write attempt outcomes: the deliveries' new states and the attempts' log rows, as two
-    batched statements (one round trip each on PostgreSQL, whatever the batch size)."""
+    batched statements (one round trip each on PostgreSQL, whatever the batch size). Text
+    goes through `storable`."""
     finish: list[tuple[Any, ...]] = []
     attempts: list[tuple[Any, ...]] = []
     for r in results:
         if r.status == "cancelled":
             yield Query("cancel_delivery", (r.delivery_id, now_ms, r.error))
             continue
+        error = storable(r.error)
         finish.append((r.delivery_id, r.status, r.attempts, r.next_attempt_ms,
-                       r.first_attempt_ms, now_ms, r.status_code, r.error, r.latency_ms))
-        attempts.append((r.delivery_id, r.attempts, r.started_ms, r.url, r.request_body,
-                         r.status_code, r.latency_ms, r.error, r.response_body))
+                       r.first_attempt_ms, now_ms, r.status_code, error, r.latency_ms))
+        attempts.append((r.delivery_id, r.attempts, r.started_ms, storable(r.url),
+                         storable(r.request_body), r.status_code, r.latency_ms, error,
+                         storable(r.response_body)))
     if finish:
         yield Query("finish_attempt", finish, "many")
         yield Query("insert_attempt", attempts, "many")

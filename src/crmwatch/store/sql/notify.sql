@@ -12,6 +12,9 @@ SET doc = excluded.doc, expiry_time = excluded.expiry_time, updated_time = exclu
 -- drop_channel --
 DELETE FROM channels WHERE org_id = $1 AND channel_id = $2;
 
+-- count_live_channels --
+SELECT COUNT(*) FROM channels WHERE org_id = $1 AND expiry_time > $2;
+
 -- list_channels --
 SELECT channel_id, doc FROM channels WHERE org_id = $1 ORDER BY channel_id;
 
