@@ -85,7 +85,7 @@ def _listen(value: str) -> tuple[str, int]:
 @click.option("--signing-secret", envvar="CRMWATCH_SYNC_SIGNING_SECRET", default=None,
               help="The org's whsec_... secret: take only notifications signed with it "
                    "[env: CRMWATCH_SYNC_SIGNING_SECRET].")
-@click.option("--channel-seconds", type=click.FloatRange(min=60), default=None,
+@click.option("--channel-seconds", type=click.FloatRange(min=1), default=None,
               help="Channel lifetime to ask for; default: the API version's maximum.")
 @click.option("--catchup-seconds", type=click.FloatRange(min=1), default=300.0,
               show_default=True, help="Catch up this often as a safety net.")

@@ -352,6 +352,13 @@ class Mirror:
                         added.append(s.name)
                         yield Q(f"ALTER TABLE {table} ADD COLUMN {quote_name(s.name)} "
                                 f"{cells.column_type(s.data_type, self.dialect)}")
+                        # rows written before the field existed have it as null at the source
+                        if self.dialect == "sqlite":
+                            yield Q(f"UPDATE {table} SET _record = json_insert(_record, ?, "
+                                    "json('null'))", (f'$."{s.name}"',))
+                        else:
+                            yield Q(f"UPDATE {table} SET _record = (jsonb_build_object("
+                                    "?::text, NULL) || _record::jsonb)::text", (s.name,))
             fields = orjson.dumps([s.to_json() for s in specs]).decode()
             yield Q("INSERT INTO _sync_modules (module, fields, phase) VALUES (?, ?, 'new') "
                     "ON CONFLICT (module) DO UPDATE SET fields = excluded.fields",
