@@ -103,3 +103,47 @@ def status(database: str) -> dict[str, Any]:
     from crmwatch.sync.cli import status_doc
 
     return asyncio.run(status_doc(database))
+
+
+def restart_server(live: Live, **settings: Any) -> Live:
+    """Stop `live` and serve the same database on the same port again."""
+    import gc
+    import socket as _socket
+    import threading
+    import warnings
+
+    import uvicorn
+
+    from crmwatch.api.app import create_app
+    from crmwatch.config import Settings
+    from crmwatch.store import open_store
+
+    live.stop()
+    with warnings.catch_warnings():  # the first server's listening socket, left to the GC
+        warnings.simplefilter("ignore", ResourceWarning)
+        gc.collect()
+    port = int(live.base_url.rsplit(":", 1)[1])
+    deadline = time.time() + 20
+    while True:  # until the clients' half-closed keep-alive connections are gone
+        sock = _socket.socket()
+        sock.setsockopt(_socket.SOL_SOCKET, _socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+            break
+        except OSError:
+            sock.close()
+            if time.time() > deadline:
+                raise
+            time.sleep(0.2)
+    app = create_app(Settings(database_url=live.database_url, port=port, **settings),
+                     open_store(live.database_url))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.time() + 30
+    while not server.started:
+        if time.time() > deadline or not thread.is_alive():
+            raise RuntimeError("server did not start")
+        time.sleep(0.01)
+    live.thread, live.server = thread, server
+    return live
