@@ -51,6 +51,7 @@ class TestSnapshotAndStream:
             assert doc["notifications"]["received"] >= 3
         finally:
             assert stop_sync(proc) == 0, (tmp_path / "sync.log").read_text()[-3000:]
+        assert live.refresh_token not in (tmp_path / "sync.log").read_text()
 
     def test_restart_resumes_without_export(self, live: Live, api: httpx.Client,
                                             tmp_path: Path) -> None:

@@ -108,6 +108,8 @@ def run(modules: tuple[str, ...], database_url: str, listen: str, notify_url: st
 
     check_server(api_version, api_url, accounts_url)
     host, port = _listen(listen)
+    if signing_secret and plain_zoho:
+        raise click.UsageError("--signing-secret is a crmwatch extension: not with --plain-zoho")
     if signing_secret:
         from crmwatch.sync.signature import key_of
         try:

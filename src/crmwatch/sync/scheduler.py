@@ -146,7 +146,7 @@ class Sync:
                            f"{self.options.listen_port}: {exc.strerror or exc}") from exc
 
     def _queued(self, note: Notification) -> None:
-        if note.channel_seq is not None and note.previous_seq is not None:
+        if self.extras and note.channel_seq is not None and note.previous_seq is not None:
             self.tracker = self.tracker.add(note.channel_seq, note.previous_seq, time.monotonic())
         self.flags.wake.set()
 
