@@ -150,38 +150,106 @@ def compiled(specs: Sequence[FieldSpec], header: Sequence[str]
     return plan, whole
 
 
+def _number_column(col: Sequence[str]) -> list[Any] | None:
+    """A number column's cells as the API's numbers (as `_number`), None when a cell is no
+    number (then the caller goes cell by cell)."""
+    try:
+        return [None if not c else (float(c) if "." in c or "e" in c or "E" in c else int(c))
+                for c in col]
+    except ValueError:
+        return None
+
+
+def convert_columns(plan: Sequence[tuple[str, int, str]], rows: Sequence[Sequence[str]],
+                    users: Mapping[str, User]) -> tuple[list[list[Any]], list[bool]]:
+    """The API's values of a batch of CSV rows, column by column (in `plan` order), and per
+    row whether they are complete: text columns, nearly all, cost one list comprehension."""
+    count = len(rows)
+    if not count:
+        return [[] for _ in plan], []
+    width = max(i for _, i, _ in plan) + 1
+    table = list(zip(*(r if len(r) >= width else [*r, *[""] * (width - len(r))]
+                       for r in rows), strict=False))
+    columns: list[list[Any]] = []
+    incomplete = [False] * count
+    for name, i, t in plan:
+        if i < 0:
+            columns.append([None] * count)
+            incomplete = [True] * count
+            continue
+        col = table[i]
+        values: list[Any] | None = None
+        if t in _TEXTUAL:
+            values = [c or None for c in col]
+        elif t in USER_LOOKUPS:
+            known = {uid: _user_value(t, uid, user) for uid, user in users.items()}
+            values = [known.get(c) if c else None for c in col]
+            for k, (c, v) in enumerate(zip(col, values, strict=True)):
+                if c and v is None:
+                    values[k] = {"name": None, "id": c}
+                    incomplete[k] = True
+        elif t in INTEGERS or t in DECIMALS:
+            values = _number_column(col)
+        elif t == "boolean" and set(col) <= {"", "true", "false"}:
+            values = [None if not c else c == "true" for c in col]
+        elif t == "multiselectpicklist":
+            values = [c.split(";") if c else None for c in col]
+        if values is None:
+            spec = FieldSpec(name, t)
+            converted = [cell_value(spec, c, users) if c else (None, True) for c in col]
+            values = [v for v, _ in converted]
+            for k, (_, whole) in enumerate(converted):
+                if not whole:
+                    incomplete[k] = True
+        columns.append(values)
+    return columns, [not bad for bad in incomplete]
+
+
 def convert_rows(plan: Sequence[tuple[str, int, str]], rows: Sequence[Sequence[str]],
                  users: Mapping[str, User]) -> list[tuple[dict[str, Any], bool]]:
-    """`from_cells` for a batch of rows with a `compiled` plan (the snapshot's hot path:
-    plain text columns cost a dict store, no call)."""
-    out = []
-    users_get = users.get
-    for row in rows:
-        record: dict[str, Any] = {}
-        complete = True
-        for name, i, t in plan:
-            if i < 0:
-                record[name] = None
-                complete = False
-                continue
-            cell = row[i]
-            if cell == "":
-                record[name] = None
-            elif t in _TEXTUAL:
-                record[name] = cell
-            elif t in USER_LOOKUPS:
-                user = users_get(cell)
-                if user is None:
-                    record[name] = {"name": None, "id": cell}
-                    complete = False
-                else:
-                    record[name] = _user_value(t, cell, user)
-            else:
-                value, whole = cell_value(FieldSpec(name, t), cell, users)
-                record[name] = value
-                complete = complete and whole
-        out.append((record, complete))
-    return out
+    """`from_cells` for a batch of rows with a `compiled` plan (see `convert_columns`)."""
+    columns, complete = convert_columns(plan, rows, users)
+    names = [n for n, _, _ in plan]
+    return [(dict(zip(names, values, strict=True)), whole)
+            for values, whole in zip(zip(*columns, strict=True), complete, strict=True)]
+
+
+@dataclass
+class Batch:
+    """Rows ready for the mirror: records in the API's shapes, whether each is complete, the
+    column values (in specs order) and the `_record` texts."""
+
+    records: list[dict[str, Any]]
+    complete: list[bool]
+    columns: list[list[Any]]
+    texts: list[str]
+
+    @property
+    def ids(self) -> list[str]:
+        return [str(v) for v in self.columns[0]] if self.columns else []
+
+
+def snapshot_batch(specs: Sequence[FieldSpec], plan: Sequence[tuple[str, int, str]],
+                   rows: Sequence[Sequence[str]], users: Mapping[str, User]) -> Batch:
+    """A batch of CSV rows converted once for everything the mirror needs (`plan` from
+    `plan_for(specs, header)`, so that its fields are the specs')."""
+    columns, complete = convert_columns(plan, rows, users)
+    names = [n for n, _, _ in plan]
+    records = [dict(zip(names, values, strict=True)) for values in zip(*columns, strict=True)]
+    sql = [column_values(spec.data_type, col) if spec.name != "id" else list(col)
+           for spec, col in zip(specs, columns, strict=True)]
+    dumps = orjson.dumps
+    return Batch(records, complete, sql, [dumps(r).decode() for r in records])
+
+
+def batch_of(specs: Sequence[FieldSpec], rows: Sequence[tuple[dict[str, Any], bool]]) -> Batch:
+    """A Batch of records given as (record, complete) pairs."""
+    records = [r for r, _ in rows]
+    names = frozenset(s.name for s in specs)
+    columns = [list(c) for c in zip(*rows_values(specs, records), strict=True)] if records \
+        else [[] for _ in specs]
+    return Batch(records, [c for _, c in rows], columns,
+                 [record_json(specs, r, names) for r in records])
 
 
 _TEXTUAL = frozenset({"text", "textarea", "email", "phone", "website", "autonumber",
@@ -249,8 +317,57 @@ def row_values(specs: Sequence[FieldSpec], record: Mapping[str, Any]) -> list[An
     return out
 
 
-def record_json(specs: Sequence[FieldSpec], record: Mapping[str, Any]) -> str:
-    """`_record`: the record with every mirrored field present (null when absent)."""
+_NONE = type(None)
+_PLAIN_KINDS: dict[str, set[Any]] = {
+    "text": {str, _NONE}, "integer": {int, _NONE}, "double": {float, _NONE},
+    "boolean": {bool, _NONE},
+}
+
+
+def _plain_kinds(data_type: str) -> set[Any]:
+    if data_type in INTEGERS:
+        return _PLAIN_KINDS["integer"]
+    if data_type in DECIMALS:
+        return _PLAIN_KINDS["double"]
+    if data_type == "boolean":
+        return _PLAIN_KINDS["boolean"]
+    if data_type in LOOKUPS:
+        return set()
+    return _PLAIN_KINDS["text"]
+
+
+def column_values(data_type: str, values: list[Any]) -> list[Any]:
+    """`column_value` of a column: values that already are what the column holds (strings,
+    ints, floats, booleans, nulls) are taken as they are."""
+    kinds = set(map(type, values))
+    if kinds <= _plain_kinds(data_type):
+        return values
+    if data_type in LOOKUPS and kinds <= {dict, _NONE}:
+        return [None if v is None else (None if v.get("id") is None else str(v["id"]))
+                for v in values]
+    return [column_value(data_type, v) for v in values]
+
+
+def rows_values(specs: Sequence[FieldSpec], records: Sequence[Mapping[str, Any]]
+                ) -> list[tuple[Any, ...]]:
+    """`row_values` of many records, column by column (see `column_values`)."""
+    columns: list[list[Any]] = []
+    for spec in specs:
+        values = [r.get(spec.name) for r in records]
+        if spec.name == "id":
+            columns.append([str(v) for v in values])
+        else:
+            columns.append(column_values(spec.data_type, values))
+    return list(zip(*columns, strict=True))
+
+
+def record_json(specs: Sequence[FieldSpec], record: Mapping[str, Any],
+                names: frozenset[str] | None = None) -> str:
+    """`_record`: the record with every mirrored field present (null when absent).
+    `names` (the specs' names, when the caller has them) skips the copy for a record that
+    has exactly those keys."""
+    if names is not None and len(record) == len(names) and record.keys() == names:
+        return orjson.dumps(record).decode()
     full = {s.name: record.get(s.name) for s in specs}
     for key, value in record.items():
         full.setdefault(key, value)

@@ -19,7 +19,7 @@ import asyncio
 import re
 import sqlite3
 import threading
-from collections.abc import AsyncIterator, Generator, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Generator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -388,9 +388,11 @@ class Mirror:
         return (f"INSERT INTO {quote_name(module)} ({', '.join(cols)}) VALUES "
                 f"({', '.join('?' for _ in cols)}) ON CONFLICT (id) DO UPDATE SET {sets}")
 
-    def _rows(self, specs: Sequence[FieldSpec], records: Iterable[Mapping[str, Any]],
-              at: str) -> list[list[Any]]:
-        return [[*cells.row_values(specs, r), cells.record_json(specs, r), at] for r in records]
+    def _rows(self, specs: Sequence[FieldSpec], records: Sequence[Mapping[str, Any]],
+              at: str) -> list[tuple[Any, ...]]:
+        names = frozenset(s.name for s in specs)
+        return [(*values, cells.record_json(specs, r, names), at)
+                for values, r in zip(cells.rows_values(specs, records), records, strict=True)]
 
     def _apply_flow(self, module: str, records: Sequence[Mapping[str, Any]],
                     deleted: Sequence[str], deleted_time: str | None,
@@ -425,50 +427,74 @@ class Mirror:
             await self.db.write(self._apply_flow(module, records, deleted, deleted_time,
                                                  inbox, state))
 
-    async def apply_snapshot(self, module: str, rows: Sequence[tuple[dict[str, Any], bool]],
+    async def apply_snapshot(self, module: str,
+                             rows: cells.Batch | Sequence[tuple[dict[str, Any], bool]],
                              window: frozenset[str] = frozenset(),
                              progress: Mapping[str, Any] | None = None,
                              ) -> tuple[int, list[str]]:
         """Apply rows of an export by the CSV rule (reconcile.csv_verdict): returns (rows
-        written, ids to read again). An incomplete row (cells.from_cells) is read again unless
-        the CSV rule skips it. `progress` sets `_sync_modules` columns in the same transaction.
+        written, ids to read again); those are queued in `_inbox` in the same transaction. An
+        incomplete row (cells.from_cells) is read again unless the CSV rule skips it.
+        `progress` sets `_sync_modules` columns in the same transaction. Rows come sorted by
+        id (Bulk Read's order), so what the mirror holds of them is read with one range
+        query.
         """
         specs = self._cached(module)
+        batch = rows if isinstance(rows, cells.Batch) else cells.batch_of(specs, rows)
         table = quote_name(module)
-        ids = [str(r["id"]) for r, _ in rows]
+        ids = batch.ids
+        sql = self._upsert_sql(module, specs)
 
         def flow() -> Flow[tuple[int, list[str]]]:
             stored: dict[str, dict[str, Any]] = {}
             gone: set[str] = set()
-            for start in range(0, len(ids), 500):
-                chunk = ids[start:start + 500]
-                marks = ", ".join("?" for _ in chunk)
-                found = yield Q(f"SELECT id, _record FROM {table} WHERE id IN ({marks})",
-                                chunk, fetch=True)
-                stored.update((str(i), orjson.loads(raw)) for i, raw in found)
-                dead = yield Q(f"SELECT id FROM _deleted WHERE module = ? AND id IN ({marks})",
-                               [module, *chunk], fetch=True)
+            if ids:
+                low = min(ids, key=lambda i: (len(i), i))
+                high = max(ids, key=lambda i: (len(i), i))
+                within = ("(length(id) > ? OR (length(id) = ? AND id >= ?)) AND "
+                          "(length(id) < ? OR (length(id) = ? AND id <= ?))")
+                bounds = [len(low), len(low), low, len(high), len(high), high]
+                found = yield Q(f"SELECT id, _record FROM {table} WHERE {within}", bounds,
+                                fetch=True)
+                wanted = set(ids)
+                stored.update((str(i), orjson.loads(raw)) for i, raw in found
+                              if str(i) in wanted)
+                dead = yield Q(f"SELECT id FROM _deleted WHERE module = ? AND {within}",
+                               [module, *bounds], fetch=True)
                 gone.update(str(r[0]) for r in dead)
-            write: list[dict[str, Any]] = []
+            keep: list[int] = []
             reread: list[str] = []
-            for record, complete in rows:
-                rid = str(record["id"])
-                verdict = csv_verdict(record, stored.get(rid), deleted=rid in gone,
-                                      changed_in_window=rid in window)
+            for k, rid in enumerate(ids):
+                old = stored.get(rid)
+                if old is None and rid not in gone and rid not in window:
+                    verdict = Verdict.WRITE
+                else:
+                    verdict = csv_verdict(batch.records[k], old, deleted=rid in gone,
+                                          changed_in_window=rid in window)
                 if verdict is Verdict.SKIP:
                     continue
-                if verdict is Verdict.REREAD or not complete:
+                if verdict is Verdict.REREAD or not batch.complete[k]:
                     reread.append(rid)
                 else:
-                    write.append(record)
+                    keep.append(k)
             at = now_text()
-            if write:
-                yield Q(self._upsert_sql(module, specs), many=self._rows(specs, write, at))
+            if keep:
+                if len(keep) == len(ids):
+                    values = list(zip(*batch.columns, batch.texts, [at] * len(ids),
+                                      strict=True))
+                else:
+                    values = [(*(c[k] for c in batch.columns), batch.texts[k], at)
+                              for k in keep]
+                yield Q(sql, many=values)
+            if reread:  # read again by the applier, durably queued with the rest
+                yield Q("INSERT INTO _inbox (module, operation, ids, channel_seq, received_at) "
+                        "VALUES (?, 'update', ?, NULL, ?)",
+                        (module, orjson.dumps(reread).decode(), at))
             if progress:
                 sets = ", ".join(f"{k} = ?" for k in progress)
                 yield Q(f"UPDATE _sync_modules SET {sets} WHERE module = ?",
                         [*progress.values(), module])
-            return len(write), reread
+            return len(keep), reread
 
         async with self._lock:
             return await self.db.write(flow())

@@ -382,12 +382,7 @@ class Sync:
                     extras=self.extras, users=self.users, progress=self.progress,
                     poll_seconds=self.options.poll_seconds, batch=self.options.batch,
                     workdir=self.options.workdir)
-                if page.reread:
-                    await self.mirror.enqueue(module, "update", page.reread, None, count=False)
                 query = page.next_query
-                await self.mirror.set_module_state(
-                    module, snapshot_next=snapshot.dump_query(query),
-                    **({} if query else {"snapshot_done": 1, "phase": "streaming"}))
                 self.flags.catchup.set()
                 self.flags.wake.set()
 

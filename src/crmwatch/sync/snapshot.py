@@ -11,8 +11,8 @@ left to the feed, whatever its row says.
 from __future__ import annotations
 
 import asyncio
-import codecs
 import csv
+import io
 import tempfile
 import threading
 import zipfile
@@ -44,8 +44,8 @@ def iter_csv_batches(path: Path, batch: int) -> Iterator[tuple[list[str], list[l
         names = [n for n in archive.namelist() if n.lower().endswith(".csv")]
         if not names:
             return
-        with archive.open(names[0]) as raw:
-            text = codecs.getreader("utf-8-sig")(raw)
+        with archive.open(names[0]) as raw, \
+                io.TextIOWrapper(raw, encoding="utf-8-sig", newline="") as text:
             reader = csv.reader(text)
             header = next(reader, None)
             if header is None:
@@ -102,7 +102,7 @@ def _batches_in_thread(path: Path, specs: list[FieldSpec], users: Mapping[str, c
                 return
             if plan is None:
                 plan, _ = cells.plan_for(specs, header)
-            converted = cells.convert_rows(plan, rows, users)
+            converted = cells.snapshot_batch(specs, plan, rows, users)
             asyncio.run_coroutine_threadsafe(queue.put(converted), loop).result()
         asyncio.run_coroutine_threadsafe(queue.put(None), loop).result()
     except BaseException as exc:  # handed to the consumer, which raises it
@@ -114,7 +114,9 @@ async def run_page(client: ZohoClient, mirror: Mirror, module: str, query: Mappi
                    progress: SnapshotProgress, poll_seconds: float = 5.0,
                    batch: int = BATCH, workdir: Path | None = None,
                    on_rows: Callable[[int], None] | None = None) -> PageResult:
-    """One Bulk Read page into the mirror (see the module docstring)."""
+    """One Bulk Read page into the mirror (see the module docstring). The page's last batch
+    commits together with the snapshot's progress (`snapshot_next`, `snapshot_done`), so a
+    stop or a crash never leaves a page applied but not recorded."""
     low = await feed_head(client) if extras else 0
     details = await client.create_bulk_read({"query": dict(query)}, version=version)
     state = await mirror.module_state(module)
@@ -125,6 +127,10 @@ async def run_page(client: ZohoClient, mirror: Mirror, module: str, query: Mappi
     window = await feed_window(client, module, low, high) if extras else frozenset()
     result = job.get("result") if isinstance(job.get("result"), dict) else {}
     assert isinstance(result, dict)
+    nxt = bulkread.next_query(query, result)
+    finished: dict[str, Any] = {"snapshot_next": dump_query(nxt)}
+    if nxt is None:
+        finished.update(snapshot_done=1, phase="streaming")
     total = result.get("count") if isinstance(result.get("count"), int) else None
     specs = await mirror.specs(module)
     with tempfile.TemporaryDirectory(prefix="crmwatch-sync-", dir=workdir) as tmp:
@@ -137,23 +143,31 @@ async def run_page(client: ZohoClient, mirror: Mirror, module: str, query: Mappi
                                         loop, queue, cancelled)
         done = written = 0
         reread: list[str] = []
+        base_rows = int(state.get("snapshot_rows") or 0)
         try:
             progress.snapshot(module, 0, total)
+            pending: cells.Batch | None = None
             while True:
                 item = await queue.get()
-                if item is None:
-                    break
                 if isinstance(item, BaseException):
                     raise item
-                n, again = await mirror.apply_snapshot(
-                    module, item, window, {"snapshot_rows": int(state.get("snapshot_rows") or 0)
-                                           + done + len(item)})
-                done += len(item)
-                written += n
-                reread += again
-                progress.snapshot(module, done, total)
-                if on_rows is not None:
-                    on_rows(len(item))
+                if pending is not None:  # one batch behind, to know which one is the last
+                    size = len(pending.records)
+                    marks: dict[str, Any] = {"snapshot_rows": base_rows + done + size}
+                    if item is None:
+                        marks.update(finished)
+                    n, again = await mirror.apply_snapshot(module, pending, window, marks)
+                    done += size
+                    written += n
+                    reread += again
+                    progress.snapshot(module, done, total)
+                    if on_rows is not None:
+                        on_rows(size)
+                if item is None:
+                    if pending is None:
+                        await mirror.set_module_state(module, **finished)
+                    break
+                pending = item
         finally:
             cancelled.set()
             while not producer.done():
@@ -162,7 +176,6 @@ async def run_page(client: ZohoClient, mirror: Mirror, module: str, query: Mappi
                 except asyncio.QueueEmpty:
                     await asyncio.sleep(0.01)
             await asyncio.gather(producer, return_exceptions=True)
-    nxt = bulkread.next_query(query, result)
     return PageResult(done, written, reread, nxt)
 
 
