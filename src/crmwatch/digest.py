@@ -92,7 +92,7 @@ def _plain(value: Any) -> Any:
     if t is int:
         return value if _I64_MIN <= value <= _U64_MAX else orjson.Fragment(str(value))
     if t is float:
-        return orjson.Fragment(number_text(value))
+        return orjson.Fragment(_float_text(value))
     if isinstance(value, Mapping):
         out = {}
         for k, v in value.items():
@@ -111,6 +111,15 @@ def _plain(value: Any) -> Any:
 
 def _field_value(value: Any) -> Any:
     """A field's value: lookups (objects with an id), also inside a list, become the id."""
+    t = type(value)  # exact types first: this runs for every field of every record
+    if t is str or value is None or t is bool:
+        return value
+    if t is dict:
+        return _id_text(value["id"]) if "id" in value else _plain(value)
+    if t is float:
+        return orjson.Fragment(_float_text(value))
+    if t is int:
+        return value if _I64_MIN <= value <= _U64_MAX else orjson.Fragment(str(value))
     if isinstance(value, Mapping):
         return _id_text(value["id"]) if "id" in value else _plain(value)
     if isinstance(value, list | tuple):
@@ -119,14 +128,31 @@ def _field_value(value: Any) -> Any:
     return _plain(value)
 
 
+def _float_text(value: float) -> str:
+    if math.isfinite(value) and not value.is_integer():
+        text = repr(value)
+        # Python's repr has ECMAScript's digits; without an exponent it is the same text
+        if "e" not in text:
+            return text
+    return number_text(value)
+
+
+_NATIVE = frozenset({str, type(None), bool, int})
+"""Types orjson writes in canonical form already (ints: within 64 bits, else it refuses)."""
+
+
 def canonical(record: Mapping[str, Any], fields: Iterable[str]) -> bytes:
     """The canonical bytes of `record`'s id and `fields` (a missing field counts as null)."""
-    rid = record["id"]
-    obj: dict[str, Any] = {"id": _id_text(rid)}
-    for name in fields:
-        if name != "id":
-            obj[name] = _field_value(record.get(name))
-    return orjson.dumps(obj, option=orjson.OPT_SORT_KEYS)
+    get = record.get
+    obj = {name: get(name) for name in fields}
+    for name in [n for n, v in obj.items() if type(v) not in _NATIVE]:
+        obj[name] = _field_value(obj[name])
+    obj["id"] = _id_text(record["id"])
+    try:
+        return orjson.dumps(obj, option=orjson.OPT_SORT_KEYS)
+    except orjson.JSONEncodeError:  # an integer beyond 64 bits
+        return orjson.dumps({k: _plain(v) if type(v) is int else v for k, v in obj.items()},
+                            option=orjson.OPT_SORT_KEYS)
 
 
 def record_hash(record: Mapping[str, Any], fields: Iterable[str]) -> bytes:
