@@ -1,4 +1,4 @@
-"""The `crmwatch` command: serve (default), org, client, schema, seed, bulk-read."""
+"""The `crmwatch` command: serve (default), org, client, schema, seed, bulk-read, sync."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 import orjson
 
+from crmwatch.client.options import check_server, make_client, server_options
 from crmwatch.config import Settings, env_name
 from crmwatch.store.base import Flow
 
@@ -446,19 +447,7 @@ class _BulkProgress:
               "FILE-2.zip, FILE-3.zip, ...")
 @click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path),
               help="The zip file to write (the server's zip, one CSV inside).")
-@click.option("--api-version", default="v8", show_default=True)
-@click.option("--api-url", envvar="ZOHO_API_URL", default=None, help="API base URL, e.g. "
-              "https://www.zohoapis.eu; default: the token answer's api_domain "
-              "[env: ZOHO_API_URL].")
-@click.option("--accounts-url", envvar="ZOHO_ACCOUNTS_URL", default=None, help="Base URL of "
-              "/oauth/v2/token, e.g. https://accounts.zoho.eu; default: --api-url (crmwatch "
-              "serves both) [env: ZOHO_ACCOUNTS_URL].")
-@click.option("--client-id", envvar="ZOHO_CLIENT_ID", required=True,
-              help="[env: ZOHO_CLIENT_ID]")
-@click.option("--client-secret", envvar="ZOHO_CLIENT_SECRET", required=True,
-              help="[env: ZOHO_CLIENT_SECRET]")
-@click.option("--refresh-token", envvar="ZOHO_REFRESH_TOKEN", required=True,
-              help="[env: ZOHO_REFRESH_TOKEN]")
+@server_options
 @click.option("--poll-seconds", type=click.FloatRange(min=0.01), default=5.0,
               show_default=True, help="Longest wait between status polls.")
 @click.option("--timeout", type=click.FloatRange(min=0), default=3600.0, show_default=True,
@@ -468,16 +457,10 @@ def bulk_read(module_name: str, fields: str | None, criteria: str | None, page: 
               accounts_url: str | None, client_id: str, client_secret: str,
               refresh_token: str, poll_seconds: float, timeout: float) -> None:
     """Export a module with the Bulk Read API of crmwatch or Zoho CRM into zipped CSV."""
-    import re
-
     from crmwatch.client import bulkread
-    from crmwatch.client.zoho import ClientError, Credentials, ZohoClient
+    from crmwatch.client.zoho import ClientError
 
-    if not re.fullmatch(r"v\d+(\.\d+)?", api_version):
-        raise click.BadParameter("expected v2, v2.1, v3 ... v8", param_hint="--api-version")
-    if not (accounts_url or api_url):
-        raise click.UsageError("give --accounts-url (Zoho) or --api-url (crmwatch), or set "
-                               "ZOHO_ACCOUNTS_URL / ZOHO_API_URL")
+    check_server(api_version, api_url, accounts_url)
     parsed = None
     if criteria is not None:
         try:
@@ -489,9 +472,8 @@ def bulk_read(module_name: str, fields: str | None, criteria: str | None, page: 
     progress = _BulkProgress()
 
     async def work() -> list[Page]:
-        async with ZohoClient(Credentials(client_id, client_secret, refresh_token),
-                              accounts_url=accounts_url or api_url or "",
-                              api_url=api_url) as zoho:
+        async with make_client(api_url, accounts_url, client_id, client_secret,
+                               refresh_token) as zoho:
             return await bulkread.export(zoho, query, out, version=api_version,
                                          all_pages=all_pages, poll_seconds=poll_seconds,
                                          timeout=timeout, progress=progress)
@@ -508,3 +490,8 @@ def bulk_read(module_name: str, fields: str | None, criteria: str | None, page: 
     if last.more_records:
         click.echo(f"more records after page {last.page}: run again with --page "
                    f"{last.page + 1}, or with --all-pages", err=True)
+
+
+from crmwatch.sync.cli import sync as _sync  # noqa: E402
+
+main.add_command(_sync)

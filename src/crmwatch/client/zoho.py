@@ -22,11 +22,12 @@ import asyncio
 import contextlib
 import os
 import time
-from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import Any
+from urllib.parse import quote, urlencode
 
 import aiohttp
 import orjson
@@ -34,8 +35,12 @@ import orjson
 DONE_STATES = frozenset({"COMPLETED", "FAILURE"})
 DEFAULT_RETRY_AFTER = 60.0
 """Seconds to wait after a 429 without Retry-After: Zoho blocks downloads for a minute."""
-REFRESH_MARGIN = 60.0
-"""Refresh an access token this many seconds before it expires."""
+REFRESH_MARGIN = 120.0
+"""Refresh an access token this many seconds before it expires (the seeds' habit)."""
+MAX_IDS = 100
+"""Record ids per `GET /{module}?ids=...` call (Zoho's limit)."""
+RETRY_STATUSES = frozenset({500, 502, 503, 504})
+"""Answers worth another try after a pause (with 429, which waits Retry-After)."""
 
 OnBytes = Callable[[int, int | None], None]
 OnState = Callable[[str, str], None]
@@ -47,8 +52,8 @@ class Credentials:
     """A Zoho self client and its refresh token."""
 
     client_id: str
-    client_secret: str
-    refresh_token: str
+    client_secret: str = field(repr=False)
+    refresh_token: str = field(repr=False)
 
 
 class ClientError(Exception):
@@ -122,8 +127,16 @@ class ZohoClient:
     def __init__(self, credentials: Credentials, *, accounts_url: str,
                  api_url: str | None = None, access_token: str | None = None,
                  session: aiohttp.ClientSession | None = None,
-                 timeout: aiohttp.ClientTimeout | None = None) -> None:
-        """`access_token`, when given, is used until the server refuses it (with `api_url`)."""
+                 timeout: aiohttp.ClientTimeout | None = None,
+                 concurrency: int = 8, retries: int = 5, max_backoff: float = 30.0,
+                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
+        """`access_token`, when given, is used until the server refuses it (with `api_url`).
+
+        At most `concurrency` API calls are in flight at once. `call` waits out 429 answers
+        (Retry-After) and retries connection failures and 5xx answers up to `retries` times
+        with a doubling pause (at most `max_backoff` seconds): a failing server is never
+        hammered.
+        """
         if access_token and not api_url:
             raise ValueError("an access_token needs the api_url beside it")
         self.credentials = credentials
@@ -135,6 +148,13 @@ class ZohoClient:
         self._session = session
         self._own_session = session is None
         self._timeout = timeout or aiohttp.ClientTimeout(total=None, connect=30, sock_read=300)
+        self._slots = asyncio.Semaphore(max(1, concurrency))
+        self.retries = retries
+        self.max_backoff = max_backoff
+        self._sleep = sleep
+        self.refreshes = 0
+        self.last_date: str | None = None
+        """The `Date` header of the latest API answer (the server's clock)."""
 
     async def __aenter__(self) -> ZohoClient:
         return self
@@ -198,6 +218,7 @@ class ZohoClient:
             lifetime = answer.get("expires_in", 3600)
             lifetime = float(lifetime) if isinstance(lifetime, int | float) else 3600.0
             self._token = answer["access_token"]
+            self.refreshes += 1
             self._expires = time.monotonic() + max(lifetime - REFRESH_MARGIN, lifetime / 2)
             return self._token
 
@@ -210,11 +231,11 @@ class ZohoClient:
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise ClientError(f"{method} {url}: {_describe(exc)}") from exc
 
-    async def _open(self, method: str, path: str,
-                    body: object = None) -> aiohttp.ClientResponse:
+    async def _open(self, method: str, path: str, body: object = None,
+                    extra: Mapping[str, str] | None = None) -> aiohttp.ClientResponse:
         """A response (the caller releases it), after one token refresh on INVALID_TOKEN."""
         url = await self.api_url() + path
-        headers = {}
+        headers = dict(extra or {})
         data = None
         if body is not None:
             headers["Content-Type"] = "application/json"
@@ -235,20 +256,59 @@ class ZohoClient:
             await self._refresh(stale=token)
         raise AssertionError("unreachable")
 
-    async def call(self, method: str, path: str, body: object = None) -> Any:
-        """The JSON answer of `method path`; raises ApiError for an error status."""
-        resp = await self._open(method, path, body)
-        async with resp:
-            data = await _read(resp)
-            if resp.status >= 400:
-                raise parse_error(resp.status, data)
+    async def call(self, method: str, path: str, body: object = None, *,
+                   headers: Mapping[str, str] | None = None, retry: bool = True) -> Any:
+        """The JSON answer of `method path` (None for an empty answer, e.g. 204); raises
+        ApiError for an error status. With `retry`, 429 is waited out and connection failures
+        and 5xx answers are tried again (see `__init__`)."""
+        status, data, _ = await self.request(method, path, body, headers=headers, retry=retry)
         if not data:
             return None
         try:
             return orjson.loads(data)
         except orjson.JSONDecodeError:
-            raise ApiError(f"HTTP_{resp.status}", "the answer is not JSON",
-                           status=resp.status) from None
+            raise ApiError(f"HTTP_{status}", "the answer is not JSON", status=status) from None
+
+    async def request(self, method: str, path: str, body: object = None, *,
+                      headers: Mapping[str, str] | None = None, retry: bool = True,
+                      ) -> tuple[int, bytes, Mapping[str, str]]:
+        """(status, body, headers) of a successful answer; ApiError for an error status."""
+        attempt = 0
+        pause = 0.5
+        while True:
+            try:
+                async with self._slots:
+                    resp = await self._open(method, path, body, headers)
+                    async with resp:
+                        data = await _read(resp)
+                        answer_headers = resp.headers
+                        status = resp.status
+            except ApiError:
+                raise
+            except ClientError:
+                if not retry or attempt >= self.retries:
+                    raise
+                attempt += 1
+                await self._sleep(pause)
+                pause = min(pause * 2, self.max_backoff)
+                continue
+            if "Date" in answer_headers:
+                self.last_date = answer_headers["Date"]
+            if status < 400:
+                return status, data, answer_headers
+            err = parse_error(status, data)
+            if retry and attempt < self.retries and (
+                    status == 429 or err.code == "TOO_MANY_REQUESTS"):
+                attempt += 1
+                await self._sleep(retry_after_seconds(answer_headers.get("Retry-After"),
+                                                      default=min(pause * 4, 60.0)))
+                continue
+            if retry and attempt < self.retries and status in RETRY_STATUSES:
+                attempt += 1
+                await self._sleep(pause)
+                pause = min(pause * 2, self.max_backoff)
+                continue
+            raise err
 
     # -- Bulk Read -----------------------------------------------------------------------------
 
@@ -342,6 +402,117 @@ class ZohoClient:
                     raise
             os.replace(part, dest)
             return done
+
+
+    # -- records, metadata, notifications, change feed ----------------------------------------
+
+    async def fields(self, module: str, *, version: str = "v8") -> list[dict[str, Any]]:
+        """The module's field metadata (`GET /settings/fields?module=`)."""
+        answer = await self.call("GET", f"/crm/{version}/settings/fields?module={quote(module)}")
+        found = answer.get("fields") if isinstance(answer, dict) else None
+        return [f for f in found or [] if isinstance(f, dict)]
+
+    async def users(self, *, version: str = "v8") -> list[dict[str, Any]]:
+        """Every user of the org (`GET /users?type=AllUsers`), all pages."""
+        out: list[dict[str, Any]] = []
+        page = 1
+        while True:
+            answer = await self.call("GET", f"/crm/{version}/users?type=AllUsers&page={page}"
+                                     "&per_page=200")
+            users = answer.get("users") if isinstance(answer, dict) else None
+            out += [u for u in users or [] if isinstance(u, dict)]
+            info = answer.get("info") if isinstance(answer, dict) else None
+            if not users or not isinstance(info, dict) or not info.get("more_records"):
+                return out
+            page += 1
+
+    async def get_records(self, module: str, ids: Sequence[str], *,
+                          fields: Sequence[str] = (), version: str = "v8",
+                          ) -> list[dict[str, Any]]:
+        """The records of `ids` that exist (`GET /{module}?ids=`, MAX_IDS a call); ids that
+        are gone (deleted) are simply absent from the answer."""
+        out: list[dict[str, Any]] = []
+        for start in range(0, len(ids), MAX_IDS):
+            chunk = ids[start:start + MAX_IDS]
+            path = f"/crm/{version}/{quote(module)}?ids={','.join(chunk)}&per_page=200"
+            if fields:
+                path += "&fields=" + quote(",".join(fields))
+            answer = await self.call("GET", path)
+            data = answer.get("data") if isinstance(answer, dict) else None
+            out += [r for r in data or [] if isinstance(r, dict)]
+        return out
+
+    async def list_records(self, module: str, *, page_token: str | None = None,
+                           page: int | None = None, modified_since: str | None = None,
+                           fields: Sequence[str] = (), sort_by: str | None = None,
+                           sort_order: str | None = None, per_page: int = 200,
+                           version: str = "v8",
+                           ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+        """One page of `GET /{module}` (data, info); `modified_since` goes in the
+        If-Modified-Since header. An empty answer (204) is ([], {})."""
+        params: dict[str, str] = {"per_page": str(per_page)}
+        if page_token:
+            params["page_token"] = page_token
+        elif page is not None:
+            params["page"] = str(page)
+        if fields:
+            params["fields"] = ",".join(fields)
+        if sort_by:
+            params["sort_by"] = sort_by
+        if sort_order:
+            params["sort_order"] = sort_order
+        headers = {"If-Modified-Since": modified_since} if modified_since else None
+        answer = await self.call("GET", f"/crm/{version}/{quote(module)}?{urlencode(params)}",
+                                 headers=headers)
+        if not isinstance(answer, dict):
+            return [], {}
+        data = answer.get("data")
+        info = answer.get("info")
+        return ([r for r in data if isinstance(r, dict)] if isinstance(data, list) else [],
+                info if isinstance(info, dict) else {})
+
+    async def deleted_records(self, module: str, *, page: int = 1, per_page: int = 200,
+                              version: str = "v8",
+                              ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+        """One page of `GET /{module}/deleted?type=all` (newest deletion first)."""
+        answer = await self.call("GET", f"/crm/{version}/{quote(module)}/deleted?type=all"
+                                 f"&page={page}&per_page={per_page}")
+        if not isinstance(answer, dict):
+            return [], {}
+        data = answer.get("data")
+        info = answer.get("info")
+        return ([r for r in data if isinstance(r, dict)] if isinstance(data, list) else [],
+                info if isinstance(info, dict) else {})
+
+    async def enable_watch(self, channel: Mapping[str, Any], *,
+                           version: str = "v8") -> dict[str, Any]:
+        """Enable (or re-enable, the same `channel_id`) one channel; its `details`."""
+        answer = await self.call("POST", f"/crm/{version}/actions/watch",
+                                 {"watch": [dict(channel)]})
+        items = answer.get("watch") if isinstance(answer, dict) else None
+        item = items[0] if isinstance(items, list) and items else None
+        if not isinstance(item, dict) or item.get("status") != "success":
+            raise parse_error(400, orjson.dumps(item if item is not None else answer))
+        details = item.get("details")
+        return details if isinstance(details, dict) else {}
+
+    async def changes(self, since: int, limit: int = 1000) -> dict[str, Any]:
+        """crmwatch's change feed after `since` (`{"changes": [...], "info": {...}}`)."""
+        answer = await self.call("GET", f"/crmwatch/v1/changes?since={since}&limit={limit}")
+        if not isinstance(answer, dict) or not isinstance(answer.get("changes"), list):
+            raise ApiError("UNEXPECTED_ANSWER", "the change feed answered no changes list")
+        return answer
+
+    async def has_change_feed(self) -> bool:
+        """Whether the server offers crmwatch's change feed (asked, never assumed)."""
+        try:
+            answer = await self.call("GET", "/crmwatch/v1/changes?since=0&limit=1",
+                                     retry=False)
+        except ApiError:
+            return False
+        info = answer.get("info") if isinstance(answer, dict) else None
+        return (isinstance(answer, dict) and isinstance(answer.get("changes"), list)
+                and isinstance(info, dict) and isinstance(info.get("head"), int))
 
 
 async def _read(resp: aiohttp.ClientResponse) -> bytes:
