@@ -49,24 +49,39 @@ class Step:
     asks: list[Ask] = field(default_factory=list)
 
 
+class MirrorBuckets:
+    """The mirror's records, fed `(id, record hash)` in ascending id order, put into the
+    source's buckets: one mirror bucket per source bucket (same bounds), and the ids that
+    fall in none."""
+
+    def __init__(self, source: Sequence[Bucket]) -> None:
+        self.source = source
+        self._hashers = [BucketHasher(()) for _ in source]
+        self._at = 0
+        self.outside: list[str] = []
+
+    def add(self, rid: str, h: bytes) -> None:
+        k = id_key(rid)
+        source = self.source
+        while self._at < len(source) and id_key(source[self._at].to_id) < k:
+            self._at += 1
+        if self._at < len(source) and id_key(source[self._at].from_id) <= k:
+            self._hashers[self._at].add_hash(rid, h)
+        else:
+            self.outside.append(rid)
+
+    def buckets(self) -> list[Bucket]:
+        return [Bucket(s.from_id, s.to_id, b.count, b.hexdigest())
+                for s, b in zip(self.source, self._hashers, strict=True)]
+
+
 def mirror_buckets(source: Sequence[Bucket], rows: Iterable[tuple[str, bytes]],
                    ) -> tuple[list[Bucket], list[str]]:
-    """The mirror's records `(id, record hash)`, ascending, put into the source's buckets:
-    one mirror bucket per source bucket (same bounds), and the ids that fall in none."""
-    hashers = [BucketHasher(()) for _ in source]
-    outside: list[str] = []
-    i = 0
+    """`MirrorBuckets` over all of `rows` at once: (mirror buckets, ids outside)."""
+    into = MirrorBuckets(source)
     for rid, h in rows:
-        k = id_key(rid)
-        while i < len(source) and id_key(source[i].to_id) < k:
-            i += 1
-        if i < len(source) and id_key(source[i].from_id) <= k:
-            hashers[i].add_hash(rid, h)
-        else:
-            outside.append(rid)
-    out = [Bucket(s.from_id, s.to_id, b.count, b.hexdigest())
-           for s, b in zip(source, hashers, strict=True)]
-    return out, outside
+        into.add(rid, h)
+    return into.buckets(), into.outside
 
 
 def compare(source: Sequence[Bucket], mirror: Sequence[Bucket], outside: Sequence[str], *,
