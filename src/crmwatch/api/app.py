@@ -15,6 +15,7 @@ from starlette.responses import Response
 
 from crmwatch.api import bulk as bulk_api
 from crmwatch.api import deliveries, ext, metadata, oauth, openapi, records, watch
+from crmwatch.api import digest as digest_api
 from crmwatch.api.auth import Gate
 from crmwatch.api.http import Guard, error_response
 from crmwatch.api.state import AppState
@@ -89,7 +90,7 @@ def create_app(settings: Settings, store: Any) -> Starlette:
     # API's own first segments), then everything else.
     routes = (records.special + records.routes + oauth.routes + ext.routes
               + deliveries.routes + openapi.routes + metadata.routes + watch.routes
-              + bulk_api.routes)
+              + bulk_api.routes + digest_api.routes)
     app = Starlette(
         routes=routes,
         lifespan=lifespan,
