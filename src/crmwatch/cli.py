@@ -536,3 +536,8 @@ def bulk_read(module_name: str, fields: str | None, criteria: str | None, page: 
 from crmwatch.sync.cli import sync as _sync  # noqa: E402
 
 main.add_command(_sync)
+
+# `sync verify` imports `sync.cli` (its options), so it joins the group here, not there.
+from crmwatch.sync.verify import command as _verify  # noqa: E402
+
+_sync.add_command(_verify)
