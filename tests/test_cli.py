@@ -67,6 +67,13 @@ class TestAdminCommands:
         assert bad.returncode == 2
         code = run("client", "grant", creds["client_id"], db=db).stdout.strip()
         assert code.startswith("1000.")
+        bad = run("client", "grant", creds["client_id"], "--scopes", "nonsense", db=db,
+                  check=False)
+        assert bad.returncode == 2 and "--scopes" in bad.stderr
+        assert "Traceback" not in bad.stderr
+        bad = run("client", "grant", "1000.nosuchclient", db=db, check=False)
+        assert bad.returncode == 1 and "no client" in bad.stderr
+        assert "Traceback" not in bad.stderr
         assert "Initech" in run("org", "list", db=db).stdout
         first = run("org", "secret", "--org", "Initech", db=db).stdout.split()
         assert len(first) == 1 and first[0].startswith("whsec_")

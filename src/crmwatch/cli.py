@@ -20,6 +20,7 @@ from crmwatch.store.base import Flow
 
 if TYPE_CHECKING:
     from crmwatch.client.bulkread import Page
+    from crmwatch.domain.scopes import Scope
     from crmwatch.store.tenants import Org
 
 T = TypeVar("T")
@@ -301,10 +302,7 @@ def client_create(org_name: str | None, scopes: str | None, name: str, as_json: 
     from crmwatch.domain import scopes as sc
     from crmwatch.store import tenants
 
-    try:
-        parsed = sc.parse_scopes(scopes or ",".join(sc.DEFAULT_SCOPES))
-    except ValueError as exc:
-        raise click.BadParameter(str(exc), param_hint="--scopes") from exc
+    parsed = _scopes_param(scopes or ",".join(sc.DEFAULT_SCOPES))
     settings = _settings(database_url=database_url)
 
     def flow() -> Flow[tenants.Credentials]:
@@ -324,6 +322,16 @@ def client_create(org_name: str | None, scopes: str | None, name: str, as_json: 
             click.echo(f"{k:14} {v}")
 
 
+def _scopes_param(text: str) -> tuple[Scope, ...]:
+    """`--scopes` parsed, or a usage error naming the option."""
+    from crmwatch.domain import scopes as sc
+
+    try:
+        return sc.parse_scopes(text)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--scopes") from exc
+
+
 @client.command("grant")
 @click.argument("client_id")
 @click.option("--scopes", default=None, help="Scopes of the grant; default: the client's.")
@@ -333,7 +341,7 @@ def client_grant(client_id: str, scopes: str | None, database_url: str | None) -
     from crmwatch.domain import scopes as sc
     from crmwatch.store import tenants
 
-    rendered = sc.render(sc.parse_scopes(scopes)) if scopes else None
+    rendered = sc.render(_scopes_param(scopes)) if scopes else None
     code = _write(_settings(database_url=database_url),
                   lambda: tenants.create_grant(client_id, rendered, _now_ms()))
     click.echo(code)
