@@ -12,7 +12,7 @@ import pytest
 
 from crmwatch.client.zoho import Credentials, ZohoClient
 from crmwatch.sync import cells
-from crmwatch.sync.snapshot import iter_csv_batches
+from crmwatch.sync.producer import iter_csv_batches
 from tests.conftest import Live, start_server
 
 

@@ -216,13 +216,24 @@ def convert_rows(plan: Sequence[tuple[str, int, str]], rows: Sequence[Sequence[s
 
 @dataclass
 class Batch:
-    """Rows ready for the mirror: records in the API's shapes, whether each is complete, the
-    column values (in specs order) and the `_record` texts."""
+    """Rows ready for the mirror: records in the API's shapes (None: read back from the
+    texts when asked for), whether each is complete, the column values (in specs order) and
+    the `_record` texts."""
 
-    records: list[dict[str, Any]]
+    records: list[dict[str, Any]] | None
     complete: list[bool]
     columns: list[list[Any]]
     texts: list[str]
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+    def record(self, k: int) -> dict[str, Any]:
+        """The k-th record in the API's shapes."""
+        if self.records is not None:
+            return self.records[k]
+        loaded: dict[str, Any] = orjson.loads(self.texts[k])
+        return loaded
 
     @property
     def ids(self) -> list[str]:

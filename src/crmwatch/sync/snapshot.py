@@ -1,8 +1,9 @@
 """The snapshot: Bulk Read every page of a module into the mirror, in batches, as it streams.
 
 Each page's zip is downloaded to a temporary file, then its CSV is read row by row (never
-whole) on a worker thread, converted to the records API's shapes (cells.py) in batches and
-applied with the CSV rule (reconcile.csv_verdict) while the next batch is being converted.
+whole) and converted to the records API's shapes (cells.py) in batches by a child process
+(producer.py), while this process applies the batches with the CSV rule
+(reconcile.csv_verdict).
 From crmwatch, each page is bracketed by change-feed positions read before the job is created
 and after it completed (DBLog's watermarks): a record the feed shows changing in between is
 left to the feed, whatever its row says.
@@ -11,12 +12,8 @@ left to the feed, whatever its row says.
 from __future__ import annotations
 
 import asyncio
-import csv
-import io
 import tempfile
-import threading
-import zipfile
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -26,8 +23,8 @@ import orjson
 from crmwatch.client import bulkread
 from crmwatch.client.zoho import ZohoClient
 from crmwatch.sync import cells
-from crmwatch.sync.cells import FieldSpec
 from crmwatch.sync.mirror import Mirror
+from crmwatch.sync.producer import Producer
 
 BATCH = 5000
 FEED_HEAD = 2**62
@@ -36,28 +33,6 @@ FEED_HEAD = 2**62
 class SnapshotProgress(Protocol):
     def snapshot(self, module: str, done: int, total: int | None) -> None:
         """Rows of the current page applied so far, of `total` when known."""
-
-
-def iter_csv_batches(path: Path, batch: int) -> Iterator[tuple[list[str], list[list[str]]]]:
-    """(header, rows) batches of the one CSV in a Bulk Read zip, streamed from the archive."""
-    with zipfile.ZipFile(path) as archive:
-        names = [n for n in archive.namelist() if n.lower().endswith(".csv")]
-        if not names:
-            return
-        with archive.open(names[0]) as raw, \
-                io.TextIOWrapper(raw, encoding="utf-8-sig", newline="") as text:
-            reader = csv.reader(text)
-            header = next(reader, None)
-            if header is None:
-                return
-            rows: list[list[str]] = []
-            for row in reader:
-                rows.append(row)
-                if len(rows) >= batch:
-                    yield header, rows
-                    rows = []
-            if rows:
-                yield header, rows
 
 
 @dataclass
@@ -91,24 +66,6 @@ async def feed_window(client: ZohoClient, module: str, low: int, high: int) -> f
     return frozenset(ids)
 
 
-def _batches_in_thread(path: Path, specs: list[FieldSpec], users: Mapping[str, cells.User],
-                       batch: int, loop: asyncio.AbstractEventLoop,
-                       queue: asyncio.Queue[Any], cancelled: threading.Event) -> None:
-    """Producer: parse and convert on this thread, hand batches to the loop's queue."""
-    try:
-        plan: list[tuple[str, int, str]] | None = None
-        for header, rows in iter_csv_batches(path, batch):
-            if cancelled.is_set():
-                return
-            if plan is None:
-                plan, _ = cells.plan_for(specs, header)
-            converted = cells.snapshot_batch(specs, plan, rows, users)
-            asyncio.run_coroutine_threadsafe(queue.put(converted), loop).result()
-        asyncio.run_coroutine_threadsafe(queue.put(None), loop).result()
-    except BaseException as exc:  # handed to the consumer, which raises it
-        asyncio.run_coroutine_threadsafe(queue.put(exc), loop).result()
-
-
 async def run_page(client: ZohoClient, mirror: Mirror, module: str, query: Mapping[str, Any],
                    *, version: str, extras: bool, users: Mapping[str, cells.User],
                    progress: SnapshotProgress, poll_seconds: float = 5.0,
@@ -117,6 +74,22 @@ async def run_page(client: ZohoClient, mirror: Mirror, module: str, query: Mappi
     """One Bulk Read page into the mirror (see the module docstring). The page's last batch
     commits together with the snapshot's progress (`snapshot_next`, `snapshot_done`), so a
     stop or a crash never leaves a page applied but not recorded."""
+    producer = Producer()
+    producer.start()  # while the job runs: its start-up is then not waited for
+    try:
+        return await _page(client, mirror, module, query, producer, version=version,
+                           extras=extras, users=users, progress=progress,
+                           poll_seconds=poll_seconds, batch=batch, workdir=workdir,
+                           on_rows=on_rows)
+    finally:
+        producer.close()
+
+
+async def _page(client: ZohoClient, mirror: Mirror, module: str, query: Mapping[str, Any],
+                producer: Producer, *, version: str, extras: bool,
+                users: Mapping[str, cells.User], progress: SnapshotProgress,
+                poll_seconds: float, batch: int, workdir: Path | None,
+                on_rows: Callable[[int], None] | None) -> PageResult:
     low = await feed_head(client) if extras else 0
     details = await client.create_bulk_read({"query": dict(query)}, version=version)
     state = await mirror.module_state(module)
@@ -133,49 +106,35 @@ async def run_page(client: ZohoClient, mirror: Mirror, module: str, query: Mappi
         finished.update(snapshot_done=1, phase="streaming")
     total = result.get("count") if isinstance(result.get("count"), int) else None
     specs = await mirror.specs(module)
+    loop = asyncio.get_running_loop()
     with tempfile.TemporaryDirectory(prefix="crmwatch-sync-", dir=workdir) as tmp:
         path = Path(tmp) / f"{job_id}.zip"
         await client.download_bulk_read(job_id, path, version=version)
-        loop = asyncio.get_running_loop()
-        queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=2)
-        cancelled = threading.Event()
-        producer = loop.run_in_executor(None, _batches_in_thread, path, specs, users, batch,
-                                        loop, queue, cancelled)
+        producer.begin(path, specs, users, batch)
         done = written = 0
         reread: list[str] = []
         base_rows = int(state.get("snapshot_rows") or 0)
-        try:
-            progress.snapshot(module, 0, total)
-            pending: cells.Batch | None = None
-            while True:
-                item = await queue.get()
-                if isinstance(item, BaseException):
-                    raise item
-                if pending is not None:  # one batch behind, to know which one is the last
-                    size = len(pending.records)
-                    marks: dict[str, Any] = {"snapshot_rows": base_rows + done + size}
-                    if item is None:
-                        marks.update(finished)
-                    n, again = await mirror.apply_snapshot(module, pending, window, marks)
-                    done += size
-                    written += n
-                    reread += again
-                    progress.snapshot(module, done, total)
-                    if on_rows is not None:
-                        on_rows(size)
+        progress.snapshot(module, 0, total)
+        pending: cells.Batch | None = None
+        while True:
+            item = await loop.run_in_executor(None, producer.next)
+            if pending is not None:  # one batch behind, to know which one is the last
+                size = len(pending)
+                marks: dict[str, Any] = {"snapshot_rows": base_rows + done + size}
                 if item is None:
-                    if pending is None:
-                        await mirror.set_module_state(module, **finished)
-                    break
-                pending = item
-        finally:
-            cancelled.set()
-            while not producer.done():
-                try:
-                    queue.get_nowait()
-                except asyncio.QueueEmpty:
-                    await asyncio.sleep(0.01)
-            await asyncio.gather(producer, return_exceptions=True)
+                    marks.update(finished)
+                n, again = await mirror.apply_snapshot(module, pending, window, marks)
+                done += size
+                written += n
+                reread += again
+                progress.snapshot(module, done, total)
+                if on_rows is not None:
+                    on_rows(size)
+            if item is None:
+                if pending is None:
+                    await mirror.set_module_state(module, **finished)
+                break
+            pending = item
     return PageResult(done, written, reread, nxt)
 
 
