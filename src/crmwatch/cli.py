@@ -42,6 +42,7 @@ def _open(settings: Settings) -> Any:
 def _run(settings: Settings, work: Callable[[Any], Coroutine[Any, Any, T]], *,
          sequencer: bool = False) -> T:
     """Open the store, migrate, run `work(store)`, close; database errors end the command."""
+    from crmwatch.store import tenants
     from crmwatch.store.base import StoreError
 
     async def main() -> T:
@@ -51,6 +52,7 @@ def _run(settings: Settings, work: Callable[[Any], Coroutine[Any, Any, T]], *,
         try:
             await store.migrate()
             await store.start()
+            await store.write(tenants.refresh_key_fields())
             return await work(store)
         finally:
             await store.close()

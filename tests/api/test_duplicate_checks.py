@@ -1,26 +1,28 @@
-"""Unique fields and upsert duplicate checks, answered from record_keys, on both backends.
+"""Unique fields and upsert duplicate checks, on both backends.
 
-The keys follow every write (insert, update, delete, subform rows), compare
-case-insensitively, cover numbers, and were filled for records older than the table.
+Key fields (unique fields and default duplicate-check fields) are answered from record_keys,
+which follows every write (insert, update, delete), compares case-insensitively, covers
+numbers, follows catalog changes and is filled at start for older databases; any other
+field is scanned.
 """
 
 from __future__ import annotations
 
 import asyncio
 import sqlite3
+import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
+from crmwatch.api.auth import CATALOG_TTL
 from crmwatch.catalog import standard_modules
 from crmwatch.domain import scopes as sc
-from crmwatch.domain.modules import load_modules
-from crmwatch.store import open_store, tenants
-from crmwatch.store.sql import migrations
-from tests.conftest import Live, now_ms, run_flow
+from crmwatch.domain.modules import load_modules, merge_modules
+from crmwatch.store import tenants
+from tests.conftest import Live, now_ms, run_flow, start_server
 
 BADGES = {"modules": [{
     "api_name": "Badges", "singular_label": "Badge", "plural_label": "Badges",
@@ -66,7 +68,7 @@ def test_duplicate_checks_follow_every_write(api: httpx.Client) -> None:
     again = upsert(api, "Leads", {"Last_Name": "A", "Email": "ann@example.COM"}, "Email")
     assert (again["action"], again["details"]["id"]) == ("update", a)
     by_number = upsert(api, "Leads", {"Last_Name": "N", "No_of_Employees": 12},
-                       "No_of_Employees")
+                       "No_of_Employees")  # no key field: scanned
     assert (by_number["action"], by_number["details"]["id"]) == ("update", a)
     api.put(f"/crm/v8/Leads/{a}", json={"data": [{"Email": "bea@example.com"}]})
     moved = upsert(api, "Leads", {"Last_Name": "B", "Email": "BEA@example.com"}, "Email")
@@ -104,58 +106,113 @@ def test_unique_fields_are_enforced(badges: httpx.Client) -> None:
     assert (upserted["action"], upserted["details"]["id"]) == ("update", b)
 
 
-def _rows_keys(url: str) -> list[tuple[Any, ...]]:
+def _sql(url: str, sql: str, fetch: bool = True) -> list[tuple[Any, ...]]:
+    """Run one statement on the database directly (outside the store), in autocommit."""
     async def main() -> list[tuple[Any, ...]]:
-        store = open_store(url)
-        await store.start()
-        try:
-            from crmwatch.store.base import Dynamic
+        if url.startswith("postgresql"):
+            import asyncpg
 
-            def flow() -> Any:
-                rows = yield Dynamic(lambda d, s: (
-                    "SELECT field, value FROM record_keys ORDER BY field", []), "all")
-                return [tuple(r) for r in rows]
-            return await store.read(flow())  # type: ignore[no-any-return]
+            conn = await asyncpg.connect(url)
+            try:
+                return [tuple(r) for r in await conn.fetch(sql)]
+            finally:
+                await conn.close()
+        db = sqlite3.connect(url.removeprefix("sqlite:///"), isolation_level=None)
+        try:
+            return [tuple(r) for r in db.execute(sql).fetchall()]
         finally:
-            await store.close()
+            db.close()
     return asyncio.run(main())
 
 
-def test_migration_fills_the_keys_of_older_records(tmp_path: Path) -> None:
-    """Records written before migration 0006 get their keys when it runs (SQLite)."""
-    path = tmp_path / "old.db"
-    conn = sqlite3.connect(path, isolation_level=None)
-    conn.execute("CREATE TABLE schema_migrations (number INTEGER PRIMARY KEY, name TEXT)")
-    for number, name, sql in migrations("sqlite"):
-        if number < 6:
-            conn.executescript(sql)
-            conn.execute("INSERT INTO schema_migrations VALUES (?, ?)", (number, name))
-    conn.execute("INSERT INTO records VALUES (1, 1, 'Leads', NULL, 'x', ?, 0, 0)",
-                 ('{"Email": "Old@Example.com", "No_of_Employees": 3, "Email_Opt_Out": true,'
-                  ' "Owner": {"id": "1"}}',))
-    conn.close()
-    url = f"sqlite:///{path}"
-    asyncio.run(open_store(url).migrate())
-    assert _rows_keys(url) == [("Email", "old@example.com"), ("No_of_Employees", "3")]
+def _keys(url: str, module: str) -> list[tuple[Any, ...]]:
+    return sorted(_sql(url, "SELECT field, value FROM record_keys WHERE module = "
+                            f"'{module}' ORDER BY field, value"))
 
 
-def test_migration_fills_the_keys_of_older_records_postgres(pg_cluster: Any) -> None:
-    """The same on PostgreSQL: a database migrated up to 0005, a record, then 0006."""
-    import asyncpg
+def test_only_key_fields_are_indexed(live: Live, api: httpx.Client) -> None:
+    """Leads' key field is Email (its default duplicate check): no other value is stored."""
+    r = api.post("/crm/v8/Leads", json={"data": [
+        {"Last_Name": "K", "Email": "Kay@Example.com", "No_of_Employees": 3,
+         "Company": "Kay Co", "Email_Opt_Out": True}]})
+    assert r.status_code == 201, r.text
+    assert _keys(live.database_url, "Leads") == [("Email", "kay@example.com")]
+    assert ("Leads", "Email") in _sql(live.database_url, "SELECT module, field FROM key_fields")
 
-    from tests.conftest import new_pg_database
 
-    url = new_pg_database(pg_cluster)  # from the template: every migration applied
+def test_a_field_made_unique_later_is_enforced(live: Live, badges: httpx.Client) -> None:
+    """`Note` becomes unique over records that exist: their values are indexed at once, and
+    a duplicate is refused; when it stops being unique, its keys go."""
+    r = badges.post("/crm/v8/Badges", json={"data": [{"Code": "N-1", "Note": "Same Note"}]})
+    assert r.status_code == 201, r.text
+    first = r.json()["data"][0]["details"]["id"]
+    assert ("Note", "same note") not in _keys(live.database_url, "Badges")
 
-    async def rewind() -> None:
-        conn = await asyncpg.connect(url)
-        await conn.execute("DROP TABLE record_keys; DROP FUNCTION crm_record_keys CASCADE;"
-                           "DELETE FROM schema_migrations WHERE number >= 6")
-        await conn.execute("INSERT INTO records VALUES (1, 1, 'Leads', NULL, 'x', $1::jsonb,"
-                           " 0, 0)", '{"Email": "Old@Example.com", "No_of_Employees": 3,'
-                           ' "Email_Opt_Out": true, "Owner": {"id": "1"}}')
-        await conn.close()
-    asyncio.run(rewind())
-    asyncio.run(open_store(url).migrate())
-    assert _rows_keys(url) == [("Email", "old@example.com"), ("No_of_Employees", "3")]
+    def set_unique(unique: bool) -> Any:
+        org = yield from tenants.find_org("uniq")
+        current, _ = yield from tenants.load_catalog(org.id)
+        doc = {"modules": [{**BADGES["modules"][0], "fields": [
+            {**f, "unique": unique} if f["api_name"] == "Note" else f
+            for f in BADGES["modules"][0]["fields"]]}]}
+        merged = merge_modules(current, load_modules(doc, custom=True))
+        return (yield from tenants.save_catalog(org, merged, now_ms()))
+    run_flow(live.database_url, set_unique(True))
+    assert ("Note", "same note") in _keys(live.database_url, "Badges")
+    time.sleep(CATALOG_TTL + 0.2)  # the server sees the new catalog
+    r = badges.post("/crm/v8/Badges", json={"data": [{"Code": "N-2", "Note": "same NOTE"}]})
+    item = r.json()["data"][0]
+    assert item["code"] == "DUPLICATE_DATA", r.text
+    assert item["details"]["duplicate_record"]["id"] == first
+    run_flow(live.database_url, set_unique(False))
+    assert ("Note", "same note") not in _keys(live.database_url, "Badges")
+    time.sleep(CATALOG_TTL + 0.2)
+    r = badges.post("/crm/v8/Badges", json={"data": [{"Code": "N-3", "Note": "same NOTE"}]})
+    assert r.status_code == 201, r.text
 
+
+def test_keys_are_filled_at_start_for_older_databases(database_url: str) -> None:
+    """A database whose key fields are not recorded yet (migrated from before migration
+    0006 wrote them, or whose key-field rules changed) gets them when the server starts."""
+    live = start_server(database_url)
+    try:
+        with live.http() as api:
+            r = api.post("/crm/v8/Leads", json={"data": [{"Last_Name": "O",
+                                                          "Email": "Old@Example.com"}]})
+            assert r.status_code == 201, r.text
+            old = r.json()["data"][0]["details"]["id"]
+    finally:
+        live.stop()
+    _sql(database_url, "DELETE FROM record_keys", fetch=False)
+    _sql(database_url, "DELETE FROM key_fields", fetch=False)
+    live = start_server(database_url, org=None)
+    try:
+        assert _keys(database_url, "Leads") == [("Email", "old@example.com")]
+        creds = live_client(live, database_url)
+        token = httpx.post(live.base_url + "/oauth/v2/token", data={
+            "grant_type": "refresh_token", "client_id": creds.client_id,
+            "client_secret": creds.client_secret,
+            "refresh_token": creds.refresh_token}).json()["access_token"]
+        with httpx.Client(base_url=live.base_url, timeout=30,
+                          headers={"Authorization": f"Zoho-oauthtoken {token}"}) as api:
+            found = upsert(api, "Leads", {"Last_Name": "O2", "Email": "old@example.COM"})
+        assert (found["action"], found["details"]["id"]) == ("update", old)
+    finally:
+        live.stop()
+
+
+def live_client(live: Live, database_url: str) -> tenants.Credentials:
+    def flow() -> Any:
+        org = yield from tenants.find_org("acme")
+        return (yield from tenants.create_client(
+            org, sc.render(sc.parse_scopes(",".join(sc.DEFAULT_SCOPES))), "t", now_ms()))
+    return run_flow(database_url, flow())  # type: ignore[no-any-return]
+
+
+def test_key_field_changes_rule() -> None:
+    modules = standard_modules() + load_modules(BADGES, custom=True)
+    add, drop = tenants.key_field_changes({("Leads", "Email"), ("Badges", "Gone")}, modules)
+    assert ("Badges", "Code") in add and ("Badges", "Number") in add
+    assert ("Leads", "Email") not in add and ("Badges", "Note") not in add
+    assert drop == {("Badges", "Gone")}
+    leads = next(m for m in modules if m.api_name == "Leads")
+    assert leads.keyed == frozenset({"Email"})

@@ -65,6 +65,7 @@ def create_app(settings: Settings, store: Any) -> Starlette:
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await store.migrate()
         await store.start()
+        await store.write(tenants.refresh_key_fields())
         key = await store.write(tenants.ensure_token_key())
         crm = AppState(settings, store, Gate(store, key, settings.token_cache_seconds))
         if settings.workers:

@@ -87,9 +87,12 @@ class Module:
     custom: bool = False
     id: int = 0
     by_name: Mapping[str, Field] = field(default_factory=dict, compare=False, repr=False)
+    keyed: frozenset[str] = field(default=frozenset(), compare=False, repr=False)
+    """`keyed_fields()`, computed once."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "by_name", {f.api_name: f for f in self.fields})
+        object.__setattr__(self, "keyed", self.keyed_fields())
 
     @property
     def is_subform(self) -> bool:
@@ -100,8 +103,18 @@ class Module:
 
     def duplicate_check_fields(self) -> tuple[str, ...]:
         unique = tuple(f.api_name for f in self.fields if f.unique)
-        return unique or tuple(
-            n for n in DEFAULT_DUPLICATE_CHECK.get(self.api_name, ()) if n in self.by_name)
+        return unique or self._default_duplicate_check()
+
+    def _default_duplicate_check(self) -> tuple[str, ...]:
+        return tuple(n for n in DEFAULT_DUPLICATE_CHECK.get(self.api_name, ())
+                     if n in self.by_name)
+
+    def keyed_fields(self) -> frozenset[str]:
+        """Fields whose values the store indexes for unique and duplicate checks: the unique
+        fields and the default duplicate-check fields (which an upsert without
+        `duplicate_check_fields` uses once the unique fields are gone)."""
+        return frozenset(f.api_name for f in self.fields if f.unique) | frozenset(
+            self._default_duplicate_check())
 
 
 def _system_fields(kind: str, parent: str | None) -> list[Field]:

@@ -136,10 +136,11 @@ migration 0006 that fills it."""
 def _find_by(ctx: Ctx, module: Module, field: str, value: Any, exclude: int = 0
              ) -> Query | Dynamic:
     """The first record (by id) other than `exclude` whose `field` equals `value`,
-    case-insensitively: an index lookup in record_keys for a string or number of at most
-    KEY_MAX characters, else (a longer text, a boolean) a scan of the module's records."""
-    if (isinstance(value, str | int | float) and not isinstance(value, bool)
-            and len(str(value)) <= KEY_MAX):
+    case-insensitively: for a key field (`Module.keyed`) and a string or number of at most
+    KEY_MAX characters an index lookup in record_keys, else (another field, a longer text, a
+    boolean) a scan of the module's records, which `write_flow_budget_ms` bounds."""
+    if (field in module.keyed and isinstance(value, str | int | float)
+            and not isinstance(value, bool) and len(str(value)) <= KEY_MAX):
         return Query("find_by_key", (ctx.org.id, module.api_name, field, str(value), exclude),
                      "all")
 

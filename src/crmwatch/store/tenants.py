@@ -91,10 +91,13 @@ def create_org(name: str, timezone: str, modules: list[Module], now_ms: int,
     slug = "".join(c for c in name.lower() if c.isalnum()) or "org"
     yield Query("insert_user", (next(pool), org.id, f"{name} Admin",
                                 email or f"admin@{slug}.example.com", now_ms))
+    saved = []
     for position, m in enumerate(modules):
         m = assign_ids(m, lambda: next(pool))
         yield Query("put_module", (org.id, m.api_name, position,
                                    orjson.dumps(module_to_doc(m)).decode(), now_ms))
+        saved.append(m)
+    yield from update_key_fields(org.id, saved)
     return org
 
 
@@ -140,7 +143,8 @@ def catalog_stamp(org_id: int) -> Flow[int]:
 
 
 def save_catalog(org: Org, modules: list[Module], now_ms: int) -> Flow[list[Module]]:
-    """Store every module of an org's catalog, giving ids to new modules and fields."""
+    """Store every module of an org's catalog, giving ids to new modules and fields, and
+    keep its key fields (the record_keys index) in step."""
     needed = sum((0 if m.id else 1) + sum(1 for f in m.fields if not f.id) for m in modules)
     counters = (yield NextIds(needed)) if needed else []
     pool = iter(ids_for(org.id_prefix, counters))
@@ -150,7 +154,42 @@ def save_catalog(org: Org, modules: list[Module], now_ms: int) -> Flow[list[Modu
         yield Query("put_module", (org.id, m.api_name, position,
                                    orjson.dumps(module_to_doc(m)).decode(), now_ms))
         saved.append(m)
+    yield from update_key_fields(org.id, saved)
     return saved
+
+
+def key_field_changes(current: set[tuple[str, str]], modules: list[Module]
+                      ) -> tuple[set[tuple[str, str]], set[tuple[str, str]]]:
+    """(module, field) pairs to add to and to drop from an org's key fields, for its
+    catalog `modules` (every module of the org)."""
+    wanted = {(m.api_name, f) for m in modules for f in m.keyed}
+    return wanted - current, current - wanted
+
+
+def update_key_fields(org_id: int, modules: list[Module]) -> Flow[int]:
+    """Bring the org's key fields in step with its catalog: a field that becomes a key
+    field gets its records' values indexed, one that stops being one loses them. Returns
+    how many fields changed."""
+    rows = yield Query("list_key_fields", (org_id,), "all")
+    add, drop = key_field_changes({(str(r[0]), str(r[1])) for r in rows}, modules)
+    for module, field in sorted(drop):
+        yield Query("drop_key_field", (org_id, module, field))
+        yield Query("drop_field_keys", (org_id, module, field))
+    for module, field in sorted(add):
+        yield Query("add_key_field", (org_id, module, field))
+        yield Query("fill_field_keys", (org_id, module, field))
+    return len(add) + len(drop)
+
+
+def refresh_key_fields() -> Flow[int]:
+    """`update_key_fields` for every org (at start: a database migrated from before key
+    fields existed, or whose key-field rules changed with this version)."""
+    orgs = yield Query("list_orgs", (), "all")
+    changed = 0
+    for row in orgs:
+        modules, _ = yield from load_catalog(int(row[0]))
+        changed += yield from update_key_fields(int(row[0]), modules)
+    return changed
 
 
 def create_client(org: Org, scopes: str, name: str, now_ms: int) -> Flow[Credentials]:

@@ -102,6 +102,27 @@ INSERT INTO deleted_records (id, org_id, module, name, created_by, deleted_by, d
 VALUES ($1, $2, $3, $4, $5, $6, $7)
 ON CONFLICT (id) DO NOTHING;
 
+-- list_key_fields --
+SELECT module, field FROM key_fields WHERE org_id = $1;
+
+-- add_key_field --
+INSERT INTO key_fields (org_id, module, field) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING;
+
+-- drop_key_field --
+DELETE FROM key_fields WHERE org_id = $1 AND module = $2 AND field = $3;
+
+-- drop_field_keys --
+DELETE FROM record_keys WHERE org_id = $1 AND module = $2 AND field = $3;
+
+-- fill_field_keys --
+-- A field that just became a key field: its values of the module's records (as the
+-- triggers of migration 0006 write them).
+INSERT INTO record_keys (record_id, field, org_id, module, value)
+SELECT id, $3::text, org_id, module, lower(data ->> $3::text) FROM records
+WHERE org_id = $1 AND module = $2 AND jsonb_typeof(data -> $3::text) IN ('string', 'number')
+  AND length(data ->> $3::text) <= 255
+ON CONFLICT (record_id, field) DO UPDATE SET value = excluded.value;
+
 -- find_by_key --
 -- A record of the module whose field has this value, case-insensitively (record_keys holds
 -- the lower-cased short scalar values, migration 0006).
