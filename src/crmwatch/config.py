@@ -47,6 +47,10 @@ class Settings:
               "backlog; the system's somaxconn caps it).")
     discrete_page_limit: int = setting(
         2000, "Records reachable with page-based listing (Zoho: 2000); 0 lifts the limit.")
+    page_token_record_limit: int = setting(
+        100_000, "Records reachable by following page_token in a record list or search "
+                 "(Zoho: 100000); a token past it is answered PAGINATION_LIMIT_EXCEEDED. "
+                 "0 lifts the limit.")
     token_cache_seconds: float = setting(
         30.0, "How long a checked access token is trusted without asking the database; a "
               "revocation made by another process takes at most this long to apply.")

@@ -191,6 +191,29 @@ class TestList:
         finally:
             server.stop()
 
+    def test_page_tokens_stop_at_their_limit(self, live: Live) -> None:
+        from tests.conftest import start_server
+
+        server = start_server(live.database_url, org="other", page_token_record_limit=4)
+        try:
+            with server.http() as api:
+                ids = create(api, "Leads", *({"Last_Name": f"L{i}"} for i in range(7)))
+                params: dict[str, Any] = {"per_page": 2, "sort_order": "asc"}
+                seen: list[str] = []
+                for _ in range(2):
+                    body = api.get("/crm/v8/Leads", params=params).json()
+                    seen += [d["id"] for d in body["data"]]
+                    assert body["info"]["more_records"] is True
+                    params = {**params, "page_token": body["info"]["next_page_token"]}
+                assert seen == ids[:4]
+                r = api.get("/crm/v8/Leads", params=params)  # records 5.. are past the limit
+                assert r.status_code == 400, r.text
+                assert r.json() == {"code": "PAGINATION_LIMIT_EXCEEDED",
+                                    "details": {"limit": 4}, "message": r.json()["message"],
+                                    "status": "error"}
+        finally:
+            server.stop()
+
     def test_if_modified_since_is_iso_and_inclusive(self, api: httpx.Client) -> None:
         (lid,) = create(api, "Leads", {"Last_Name": "M"})
         modified = api.get(f"/crm/v8/Leads/{lid}").json()["data"][0]["Modified_Time"]

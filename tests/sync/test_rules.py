@@ -5,7 +5,8 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-from datetime import UTC, datetime, timedelta
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any, ClassVar
 
 import orjson
@@ -103,6 +104,148 @@ class TestRenewal:
         assert reconcile.catchup_since(t, timedelta(minutes=2)) == t - timedelta(minutes=2)
         assert reconcile.catchup_since(None, timedelta(1)) is None
         assert reconcile.zoho_datetime(t.replace(microsecond=5)) == "2026-01-01T00:00:00+00:00"
+
+
+
+BASE = datetime(2026, 11, 1, 1, 0, tzinfo=timezone(timedelta(hours=-8)))
+
+
+def at(second: int) -> str:
+    return (BASE + timedelta(seconds=second)).isoformat()
+
+
+class TokenRefused(Exception):
+    pass
+
+
+class ZohoListing:
+    """A model of Zoho's `GET /{M}` with If-Modified-Since, sorted by Modified_Time ascending
+    (ties by id), offset page tokens refused past `limit` records."""
+
+    def __init__(self, times: dict[int, int], per_page: int, limit: int) -> None:
+        self.times, self.per_page, self.limit = dict(times), per_page, limit
+        self.requests = 0
+
+    def get(self, listing: reconcile.Listing) -> tuple[list[dict[str, Any]], bool, str | None]:
+        self.requests += 1
+        since = reconcile.instant(listing.since)
+        rows = sorted((t, i) for i, t in self.times.items()
+                      if since is None or BASE + timedelta(seconds=t) >= since)
+        offset = 0
+        if listing.page_token:
+            token_since, raw = listing.page_token.split("|")
+            assert token_since == str(listing.since)  # a token is bound to its parameters
+            offset = int(raw)
+            if offset >= self.limit:
+                raise TokenRefused
+        page = rows[offset:offset + self.per_page]
+        more = offset + self.per_page < len(rows)
+        token = f"{listing.since}|{offset + self.per_page}" if more else None
+        return [{"id": str(i), "Modified_Time": at(t)} for t, i in page], more, token
+
+
+def catch_up(server: ZohoListing, since: str | None,
+             meanwhile: Callable[[], None] = lambda: None) -> tuple[dict[str, str], list[str]]:
+    """The sync's loop over listing_after / listing_stuck: what it read (id -> Modified_Time)
+    and the seconds it could not list whole."""
+    read: dict[str, str] = {}
+    stuck: list[str] = []
+    step: reconcile.Listing | reconcile.Stuck | None = reconcile.Listing(since)
+    while isinstance(step, reconcile.Listing):
+        assert server.requests < 10_000
+        try:
+            page, more, token = server.get(step)
+        except TokenRefused:
+            step = reconcile.listing_stuck(step)
+        else:
+            read.update((r["id"], r["Modified_Time"]) for r in page)
+            step = reconcile.listing_after(step, page, more, token)
+        if isinstance(step, reconcile.Stuck):
+            stuck.append(step.at)
+            step = reconcile.Listing(step.resume)
+        meanwhile()
+    return read, stuck
+
+
+class TestZohoListing:
+    """The Zoho catch-up lists in windows by Modified_Time: past the page-token limit, and
+    without skipping a record while others are edited or deleted."""
+
+    def test_fresh_listing_at_the_last_time_seen(self) -> None:
+        page = [{"id": "1", "Modified_Time": at(0)}, {"id": "2", "Modified_Time": at(5)}]
+        step = reconcile.listing_after(reconcile.Listing(at(0)), page, True, "tok")
+        assert step == reconcile.Listing(at(5))  # the records of second 5 are read again
+        assert reconcile.listing_after(reconcile.Listing(None), page, True, "tok") == (
+            reconcile.Listing(at(5)))
+
+    def test_one_second_follows_the_token(self) -> None:
+        page = [{"id": "1", "Modified_Time": at(5)}, {"id": "2", "Modified_Time": at(5)}]
+        step = reconcile.listing_after(reconcile.Listing(at(5)), page, True, "tok")
+        assert step == reconcile.Listing(at(5), "tok")  # equal is not newer
+
+    def test_done(self) -> None:
+        page = [{"id": "1", "Modified_Time": at(5)}]
+        assert reconcile.listing_after(reconcile.Listing(at(0)), page, False, None) is None
+        assert reconcile.listing_after(reconcile.Listing(at(0)), [], True, "tok") is None
+
+    def test_stuck_in_one_second(self) -> None:
+        assert reconcile.listing_stuck(reconcile.Listing(at(5), "tok")) == reconcile.Stuck(
+            at(5), at(6))
+        page = [{"id": "1", "Modified_Time": at(5)}]
+        assert reconcile.listing_after(reconcile.Listing(at(5)), page, True, None) == (
+            reconcile.Stuck(at(5), at(6)))
+
+    def test_far_past_the_limit(self) -> None:
+        times = {i: i // 7 for i in range(1, 3001)}  # 7 records a second
+        server = ZohoListing(times, per_page=20, limit=100)
+        read, stuck = catch_up(server, at(0))
+        assert set(read) == {str(i) for i in times} and not stuck
+        assert server.requests < 3000 / 13 + 2  # at most a second's records read again a page
+
+    def test_one_second_larger_than_a_page(self) -> None:
+        times = {i: 3 if 10 <= i < 75 else i for i in range(1, 120)}  # 65 records in second 3
+        read, stuck = catch_up(ZohoListing(times, per_page=20, limit=100), None)
+        assert set(read) == {str(i) for i in times} and not stuck
+
+    def test_one_second_larger_than_the_limit_is_reported(self) -> None:
+        times = {i: 3 if i < 150 else i for i in range(1, 200)}
+        read, stuck = catch_up(ZohoListing(times, per_page=20, limit=100), at(0))
+        assert stuck == [at(3)]
+        assert {str(i) for i in range(150, 200)} <= set(read)
+
+    @given(st.lists(st.tuples(st.integers(0, 2), st.integers(1, 400)), max_size=60),
+           st.integers(1, 5), st.integers(0, 30))
+    def test_edits_and_deletes_meanwhile_skip_nothing(
+            self, events: list[tuple[int, int]], per_second: int, since: int) -> None:
+        """Every record that did not change during the catch-up and whose time is in the
+        window is read, however the others are edited, deleted or created meanwhile."""
+        times = {i: i // per_second for i in range(1, 401)}
+        server = ZohoListing(times, per_page=10, limit=50)
+        touched: set[int] = set()
+        queue = list(events)
+        now = [max(times.values()) + 1]
+
+        def meanwhile() -> None:
+            if not queue:
+                return
+            kind, i = queue.pop(0)
+            touched.add(i)
+            if kind == 0:
+                server.times.pop(i, None)  # deleted
+            elif kind == 1 and i in server.times:
+                server.times[i] = now[0]  # edited: now the newest
+            else:
+                server.times[1000 + len(queue)] = now[0]  # created
+            now[0] += rnd_step(kind)
+
+        read, stuck = catch_up(server, at(since), meanwhile)
+        assert not stuck
+        expected = {str(i) for i, t in times.items() if t >= since and i not in touched}
+        assert expected <= set(read)
+
+
+def rnd_step(kind: int) -> int:
+    return kind % 2  # some changes share a second, some do not
 
 
 class TestCells:

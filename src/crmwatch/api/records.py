@@ -214,7 +214,7 @@ def _page_window(request: Request, st: AppState, caller: Caller, module: Module,
         if "page" in request.query_params:
             raise Ambiguity("page and page_token cannot be used together",
                             param_names=["page", "page_token"])
-        cursor = paging.decode(token, binding, now_ms)
+        cursor = paging.decode(token, binding, now_ms, st.settings.page_token_record_limit)
         return cursor.offset // per_page + 1, per_page, cursor.offset, True
     page = int_param(request, "page", 1, 1, 10**6)
     offset = (page - 1) * per_page

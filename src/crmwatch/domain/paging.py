@@ -11,7 +11,6 @@ import orjson
 from crmwatch.domain.errors import ZohoError
 
 TOKEN_SECONDS = 24 * 3600
-TOKEN_RECORD_LIMIT = 100_000
 
 
 class PaginationLimit(ZohoError):
@@ -55,8 +54,9 @@ def encode(cursor: Cursor) -> str:
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-def decode(token: str, expected_binding: str, now_ms: int) -> Cursor:
-    """The cursor in a token; raises Zoho's errors for a bad, foreign or expired one."""
+def decode(token: str, expected_binding: str, now_ms: int, limit: int) -> Cursor:
+    """The cursor in a token; raises Zoho's errors for a bad, foreign or expired one, and
+    PAGINATION_LIMIT_EXCEEDED for one that reaches `limit` records or more (0: no limit)."""
     try:
         raw = orjson.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
         cursor = Cursor(int(raw["o"]), str(raw["b"]), int(raw["e"]))
@@ -68,6 +68,6 @@ def decode(token: str, expected_binding: str, now_ms: int) -> Cursor:
         raise TokenMismatch(param_name="page_token")
     if cursor.expires_ms <= now_ms:
         raise ExpiredValue(param_name="page_token")
-    if cursor.offset >= TOKEN_RECORD_LIMIT:
-        raise PaginationLimit(limit=TOKEN_RECORD_LIMIT)
+    if limit and cursor.offset >= limit:
+        raise PaginationLimit(limit=limit)
     return cursor

@@ -162,3 +162,64 @@ def deleted_page_done(page: Sequence[Mapping[str, Any]], since: datetime | None)
         return not page
     oldest = instant(str(page[-1].get("deleted_time") or ""))
     return oldest is not None and oldest < since
+
+
+# -- the Zoho catch-up's listing: windows by Modified_Time -----------------------------------
+
+@dataclass(frozen=True)
+class Listing:
+    """The next request of a Zoho catch-up listing (`GET /{M}` sorted by `Modified_Time`
+    ascending, `If-Modified-Since: since`).
+
+    An offset listing read while records change is shifted by every record that leaves a
+    position before the cursor (edited records move to the end, deleted ones vanish), and a
+    shift past the cursor skips a record that did not change. So each page that shows a newer
+    `Modified_Time` than `since` ends its listing, and the next one starts afresh at that page's
+    last `Modified_Time`: only the records of that same second are read again, and an edit or
+    a deletion meanwhile shifts nothing not yet read. A page token is followed only while every
+    record shares the second `since` (If-Modified-Since cannot split a second); that also keeps
+    each listing under Zoho's page-token limit (100,000 records) unless one second holds more.
+    """
+
+    since: str | None
+    """If-Modified-Since of this listing (None: every record)."""
+    page_token: str | None = None
+    """The next page of this listing; None: the listing starts afresh."""
+
+
+@dataclass(frozen=True)
+class Stuck:
+    """More records share the second `at` than a listing pages through (the server refused
+    the page token past its limit): the catch-up cannot list them all."""
+
+    at: str
+    resume: str
+    """Where the catch-up goes on: the next second."""
+
+
+def listing_after(listing: Listing, page: Sequence[Mapping[str, Any]], more: bool,
+                  next_token: str | None) -> Listing | Stuck | None:
+    """What follows a page of `listing` (records sorted by Modified_Time ascending): None when
+    the window is done, else the next request. An equal Modified_Time is not newer: a fresh
+    listing starts at the last time seen, so that second's records are read again, never
+    skipped."""
+    if not page or not more:
+        return None
+    last = str(page[-1].get("Modified_Time") or "")
+    newest = instant(last)
+    start = instant(listing.since)
+    if newest is not None and (start is None or newest > start):
+        return Listing(since=last)
+    if next_token:
+        return Listing(since=listing.since, page_token=next_token)
+    return listing_stuck(listing) if listing.since is not None else None
+
+
+def listing_stuck(listing: Listing) -> Stuck | None:
+    """After the server refused `listing`'s page token at its limit: every record the listing
+    showed shares the second `since` (otherwise it would have started afresh), so the
+    catch-up goes on at the next second. None without a `since` (nothing to split)."""
+    start = instant(listing.since)
+    if listing.since is None or start is None:
+        return None
+    return Stuck(at=listing.since, resume=(start + timedelta(seconds=1)).isoformat())

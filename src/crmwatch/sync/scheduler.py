@@ -27,7 +27,7 @@ from pathlib import Path
 
 import orjson
 
-from crmwatch.client.zoho import ClientError, ZohoClient
+from crmwatch.client.zoho import ApiError, ClientError, ZohoClient
 from crmwatch.sync import cells, reconcile, snapshot
 from crmwatch.sync.mirror import Mirror, now_text
 from crmwatch.sync.receiver import Notification, Receiver
@@ -270,30 +270,55 @@ class Sync:
         return datetime.now(UTC)
 
     async def _catch_up_zoho(self, module: str) -> None:
-        """Records modified since the last catch-up (less a margin), then deletions since."""
+        """Records modified since the last catch-up (less a margin), then deletions since.
+
+        The listing runs in windows by Modified_Time (reconcile.listing_after), so neither
+        Zoho's page-token limit nor edits and deletions during the listing hide a record."""
         st = await self.mirror.module_state(module)
         last = reconcile.instant(st.get("last_catchup") or st.get("snapshot_started"))
+        if last is None:
+            return  # its snapshot has not begun: the export will read every record
         since = reconcile.catchup_since(last, timedelta(seconds=self.options.margin_seconds))
         header = reconcile.zoho_datetime(since) if since is not None else None
         started: datetime | None = None
         for _attempt in range(3):
             started = None
-            token: str | None = None
-            while True:
-                data, info = await self.client.list_records(
-                    module, page_token=token, modified_since=header, sort_by="Modified_Time",
-                    sort_order="desc", version=self.options.version)
-                if started is None:
-                    started = self._server_now()
-                if data:
-                    records, _ = reconcile.fetched_split([], data)
-                    await self.mirror.apply(module, records, [], None)
-                token = info.get("next_page_token") if info.get("more_records") else None
-                if not token:
-                    break
-            assert started is not None
+            followed = False  # a page token was followed: an offset listing, see below
+            step: reconcile.Listing | reconcile.Stuck | None = reconcile.Listing(header)
+            while isinstance(step, reconcile.Listing):
+                listing = step
+                try:
+                    data, info = await self.client.list_records(
+                        module, page_token=listing.page_token, modified_since=listing.since,
+                        sort_by="Modified_Time", sort_order="asc",
+                        version=self.options.version)
+                except ApiError as exc:
+                    if exc.code != "PAGINATION_LIMIT_EXCEEDED" or not listing.page_token:
+                        raise
+                    step = reconcile.listing_stuck(listing)
+                else:
+                    if started is None:
+                        started = self._server_now()
+                    if data:
+                        records, _ = reconcile.fetched_split([], data)
+                        await self.mirror.apply(module, records, [], None)
+                    token = info.get("next_page_token")
+                    step = reconcile.listing_after(listing, data, bool(info.get("more_records")),
+                                                   str(token) if token else None)
+                    followed = followed or (isinstance(step, reconcile.Listing)
+                                            and step.page_token is not None)
+                if isinstance(step, reconcile.Stuck):
+                    await self.error(
+                        f"{module}: more records have Modified_Time {step.at} than a listing "
+                        f"pages through; the catch-up goes on at {step.resume} (sync verify "
+                        f"--repair mends what it missed)")
+                    step = reconcile.Listing(step.resume)
+            if started is None:
+                started = self._server_now()
             concurrent_deletes = await self._deleted_since(module, since, started)
-            if not concurrent_deletes:
+            # a deletion only shifts a listing that followed page tokens (one second with
+            # more records than a page): then list again
+            if not (concurrent_deletes and followed):
                 break
         assert started is not None
         await self.mirror.set_module_state(module, last_catchup=started.isoformat())
