@@ -11,6 +11,7 @@ from pathlib import Path
 
 import httpx
 import orjson
+import pytest
 
 from crmwatch.delivery import signing
 from crmwatch.store import deliveries
@@ -102,15 +103,17 @@ def wait_for_company(db: str, rid: str) -> object:
 class TestServerRestart:
     """The server goes away and comes back on the same port: the sync carries on, exact."""
 
-    def test_restart_under_the_sync(self, server: Live, tmp_path: Path) -> None:
-        db = f"sqlite:///{tmp_path / 'mirror.db'}"
+    @pytest.mark.parametrize("plain", [False, True], ids=["crmwatch", "plain-zoho"])
+    def test_restart_under_the_sync(self, server: Live, mirror_url: str, tmp_path: Path,
+                                    plain: bool) -> None:
+        db = mirror_url
         # served again at once from a SO_REUSEADDR socket, so that the restart below can
         # take the port back while the old connections are in TIME-WAIT
         restart_server(server, **FAST_DELIVERY)
         with server.http() as api:
             ids = create(api, 20)
         proc = start_sync(server, db, free_port(), "--catchup-seconds", "2",
-                          log=tmp_path / "sync.log")
+                          *(["--plain-zoho"] if plain else []), log=tmp_path / "sync.log")
         try:
             with server.http() as api:
                 wait_exact(api, db, proc=proc)

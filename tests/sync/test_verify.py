@@ -173,6 +173,20 @@ class TestVerify:
             assert (code, out) == (0, ""), err
             assert "by records" in err
 
+    def test_plain_zoho_repair(self, sqlite_live: Live, mirror_url: str) -> None:
+        live = sqlite_live
+        with live.http() as api:
+            ids = create(api, 60)
+            build_mirror(api, mirror_url)
+            expected = tamper(api, mirror_url, ids)
+            code, out, err = run_verify(live, mirror_url, "--plain-zoho", "--repair")
+            assert code == 0, err
+            assert listed(out) == expected and "repaired" in err
+            code, out, err = run_verify(live, mirror_url, "--plain-zoho")
+            assert (code, out) == (0, ""), err
+            code, out, err = run_verify(live, mirror_url)
+            assert (code, out) == (0, ""), err
+
     def test_lookup_rename_is_no_difference(self, sqlite_live: Live, tmp_path: Path) -> None:
         """A Contact counts its Account by id: renaming the Account changes nothing."""
         url = f"sqlite:///{tmp_path / 'm.db'}"
