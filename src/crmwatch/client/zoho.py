@@ -464,12 +464,7 @@ class ZohoClient:
         headers = {"If-Modified-Since": modified_since} if modified_since else None
         answer = await self.call("GET", f"/crm/{version}/{quote(module)}?{urlencode(params)}",
                                  headers=headers)
-        if not isinstance(answer, dict):
-            return [], {}
-        data = answer.get("data")
-        info = answer.get("info")
-        return ([r for r in data if isinstance(r, dict)] if isinstance(data, list) else [],
-                info if isinstance(info, dict) else {})
+        return _page(answer)
 
     async def deleted_records(self, module: str, *, page: int = 1, per_page: int = 200,
                               version: str = "v8",
@@ -477,12 +472,7 @@ class ZohoClient:
         """One page of `GET /{module}/deleted?type=all` (newest deletion first)."""
         answer = await self.call("GET", f"/crm/{version}/{quote(module)}/deleted?type=all"
                                  f"&page={page}&per_page={per_page}")
-        if not isinstance(answer, dict):
-            return [], {}
-        data = answer.get("data")
-        info = answer.get("info")
-        return ([r for r in data if isinstance(r, dict)] if isinstance(data, list) else [],
-                info if isinstance(info, dict) else {})
+        return _page(answer)
 
     async def enable_watch(self, channel: Mapping[str, Any], *,
                            version: str = "v8") -> dict[str, Any]:
@@ -533,3 +523,12 @@ def _first(answer: Any) -> dict[str, Any]:
 
 def _describe(exc: BaseException) -> str:
     return str(exc) or type(exc).__name__
+
+
+def _page(answer: Any) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """A listing answer's records and `info`; empty for anything else (such as 204)."""
+    if not isinstance(answer, dict):
+        return [], {}
+    data, info = answer.get("data"), answer.get("info")
+    return ([r for r in data if isinstance(r, dict)] if isinstance(data, list) else [],
+            info if isinstance(info, dict) else {})
